@@ -1,0 +1,184 @@
+// Command storkeepd is the storkeep daemon: it owns org.storkeep.StorKeep1
+// on the bus and keeps the storage connections it is told to manage alive.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	godbus "github.com/godbus/dbus/v5"
+
+	"github.com/storkeep/storkeep/backends/iscsi"
+	"github.com/storkeep/storkeep/backends/nfs"
+	skdbus "github.com/storkeep/storkeep/dbus"
+	"github.com/storkeep/storkeep/policy"
+	"github.com/storkeep/storkeep/service"
+)
+
+// version is set at build time (-ldflags "-X main.version=...").
+var version = "0.1.0~dev"
+
+const defaultConfig = "/etc/storkeep/storkeep.toml"
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "storkeepd:", err)
+		os.Exit(1)
+	}
+}
+
+type flags struct {
+	bus        string
+	stateDir   string
+	runtimeDir string
+	config     string
+	configSet  bool
+	version    bool
+}
+
+func parseFlags(args []string) (flags, error) {
+	var f flags
+	fs := flag.NewFlagSet("storkeepd", flag.ContinueOnError)
+	fs.StringVar(&f.bus, "bus", "system", "bus to serve on: system, session, or a D-Bus address (unix:path=...)")
+	fs.StringVar(&f.stateDir, "state-dir", "/var/lib/storkeep", "where the managed CIDs are kept (root only)")
+	fs.StringVar(&f.runtimeDir, "runtime-dir", "/run/storkeep", "where mount points live")
+	fs.StringVar(&f.config, "config", defaultConfig, "TOML configuration file")
+	fs.BoolVar(&f.version, "version", false, "print the version and exit")
+	if err := fs.Parse(args); err != nil {
+		return f, err
+	}
+	if fs.NArg() > 0 {
+		return f, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	fs.Visit(func(fl *flag.Flag) {
+		if fl.Name == "config" {
+			f.configSet = true
+		}
+	})
+	return f, nil
+}
+
+func run() error {
+	f, err := parseFlags(os.Args[1:])
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	if f.version {
+		fmt.Println(version)
+		return nil
+	}
+	cfg, err := service.LoadConfig(f.config, !f.configSet)
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg.Daemon.LogLevel)
+
+	store, fixed, err := service.OpenStore(f.stateDir)
+	if err != nil {
+		return err
+	}
+	for _, msg := range fixed {
+		log.Warn("tightened state directory permissions", "what", msg)
+	}
+	if err := os.MkdirAll(f.runtimeDir, 0o755); err != nil {
+		return fmt.Errorf("runtime directory: %w", err)
+	}
+
+	svc, err := service.New(service.Options{
+		Store:   store,
+		Logger:  log.With("component", "service"),
+		MaxCIDs: cfg.Limits.MaxCIDs,
+		Reconnect: service.ReconnectPolicy{
+			Initial: time.Duration(cfg.Reconnect.InitialBackoff),
+			Max:     time.Duration(cfg.Reconnect.MaxBackoff),
+		},
+		Backends: map[service.Kind]service.Backend{
+			service.KindNFS:   &nfs.Backend{},
+			service.KindISCSI: &iscsi.Backend{},
+		},
+	})
+	if err != nil {
+		return err
+	}
+
+	conn, err := dialBus(f.bus)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+
+	srv, err := skdbus.NewServer(conn, skdbus.Options{
+		Service: svc,
+		Authorizer: policy.RootOnly{Conn: conn, Log: log.With("component", "policy"),
+			AllowUID: int64(os.Getuid())},
+		Logger:  log.With("component", "dbus"),
+		Version: version,
+		Limits:  skdbus.Limits{MaxOptions: cfg.Limits.MaxOptions},
+	})
+	if err != nil {
+		return err
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(ctx) }()
+	serveErr := srv.Serve(ctx)
+	cancel()
+	<-done
+	if serveErr != nil {
+		return serveErr
+	}
+	log.Info("stopped; connections are left as they are")
+	return nil
+}
+
+// dialBus connects to the bus named by the --bus flag.
+func dialBus(bus string) (*godbus.Conn, error) {
+	var (
+		conn *godbus.Conn
+		err  error
+	)
+	switch bus {
+	case "system":
+		conn, err = godbus.ConnectSystemBus()
+	case "session":
+		conn, err = godbus.ConnectSessionBus()
+	default:
+		if !strings.Contains(bus, ":") {
+			return nil, fmt.Errorf("--bus %q: want system, session or a D-Bus address such as unix:path=/run/x", bus)
+		}
+		conn, err = godbus.Connect(bus)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("connect to the %s bus: %w", bus, err)
+	}
+	return conn, nil
+}
+
+func newLogger(level string) *slog.Logger {
+	var l slog.Level
+	switch level {
+	case "debug":
+		l = slog.LevelDebug
+	case "warn":
+		l = slog.LevelWarn
+	case "error":
+		l = slog.LevelError
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l}))
+}

@@ -1,0 +1,176 @@
+package dbus
+
+import (
+	"context"
+	"strings"
+
+	godbus "github.com/godbus/dbus/v5"
+
+	"github.com/storkeep/storkeep/service"
+)
+
+// manager implements org.storkeep.StorKeep1.Manager at the root object.
+type manager struct{ s *Server }
+
+var manageOptions = map[string]string{
+	OptCHAPUsername: "s", OptCHAPPassword: "s", OptCHAPUsernameIn: "s", OptCHAPPasswordIn: "s",
+}
+
+// Manage registers cid for uri; it replies once that is durable.
+func (m manager) Manage(msg godbus.Message, uri, cid string, opts map[string]godbus.Variant) (godbus.ObjectPath, *godbus.Error) {
+	s := m.s
+	if err := s.checkOptions("Manage", opts, manageOptions); err != nil {
+		return "", err
+	}
+	if err := service.ValidateCID(cid); err != nil {
+		return "", toError(err)
+	}
+	spec, err := service.ParseURI(uri)
+	if err != nil {
+		return "", toError(err)
+	}
+	if err := applyCHAP(&spec, opts); err != nil {
+		return "", err
+	}
+	if err := s.authorize(msg, ActionManage); err != nil {
+		return "", err
+	}
+	if _, err := s.svc.Manage(service.CID(cid), spec); err != nil {
+		return "", toError(err)
+	}
+	return ConnectionPath(cid), nil
+}
+
+// applyCHAP moves credentials from the options into an iSCSI spec.
+func applyCHAP(spec *service.Spec, opts map[string]godbus.Variant) *godbus.Error {
+	str := func(k string) string {
+		if v, ok := opts[k]; ok {
+			return v.Value().(string)
+		}
+		return ""
+	}
+	ch := service.CHAP{
+		Username: str(OptCHAPUsername), Password: str(OptCHAPPassword),
+		UsernameIn: str(OptCHAPUsernameIn), PasswordIn: str(OptCHAPPasswordIn),
+	}
+	if ch.Empty() {
+		return nil
+	}
+	if spec.Kind != service.KindISCSI {
+		return invalidArg("CHAP options apply only to iscsi:// URIs")
+	}
+	if (ch.Username == "") != (ch.Password == "") {
+		return invalidArg("CHAP needs both %s and %s", OptCHAPUsername, OptCHAPPassword)
+	}
+	if (ch.UsernameIn == "") != (ch.PasswordIn == "") {
+		return invalidArg("mutual CHAP needs both %s and %s", OptCHAPUsernameIn, OptCHAPPasswordIn)
+	}
+	if ch.UsernameIn != "" && ch.Username == "" {
+		return invalidArg("mutual CHAP (%s) needs one-way CHAP (%s) too", OptCHAPUsernameIn, OptCHAPUsername)
+	}
+	for _, v := range []string{ch.Username, ch.Password, ch.UsernameIn, ch.PasswordIn} {
+		for _, r := range v {
+			if r < 0x20 || r == 0x7f {
+				return invalidArg("CHAP options must not contain control characters")
+			}
+		}
+	}
+	spec.ISCSI.CHAP = ch
+	return nil
+}
+
+// Unmanage forgets cid; it replies once that is durable.
+func (m manager) Unmanage(msg godbus.Message, cid string, opts map[string]godbus.Variant) *godbus.Error {
+	s := m.s
+	if err := s.checkOptions("Unmanage", opts, nil); err != nil {
+		return err
+	}
+	if err := s.checkString("CID", cid); err != nil {
+		return err
+	}
+	if err := s.authorize(msg, ActionManage); err != nil {
+		return err
+	}
+	return toError(s.svc.Unmanage(service.CID(cid)))
+}
+
+// UnmanagePrefix forgets every CID that starts with prefix.
+func (m manager) UnmanagePrefix(msg godbus.Message, prefix string, opts map[string]godbus.Variant) ([]string, *godbus.Error) {
+	s := m.s
+	if err := s.checkOptions("UnmanagePrefix", opts, nil); err != nil {
+		return nil, err
+	}
+	if err := s.checkString("prefix", prefix); err != nil {
+		return nil, err
+	}
+	if err := s.authorize(msg, ActionManage); err != nil {
+		return nil, err
+	}
+	cids, err := s.svc.UnmanagePrefix(prefix)
+	if err != nil {
+		return nil, toError(err)
+	}
+	out := make([]string, len(cids))
+	for i, c := range cids {
+		out[i] = string(c)
+	}
+	return out, nil
+}
+
+var listOptions = map[string]string{OptPrefix: "s", "host": "b"}
+
+// List returns CID -> status for every connection, managed or not.
+func (m manager) List(opts map[string]godbus.Variant) (map[string]map[string]godbus.Variant, *godbus.Error) {
+	s := m.s
+	if err := s.checkOptions("List", opts, listOptions); err != nil {
+		return nil, err
+	}
+	prefix := ""
+	if v, ok := opts[OptPrefix]; ok {
+		prefix = v.Value().(string)
+	}
+	withHost := true
+	if v, ok := opts["host"]; ok {
+		withHost = v.Value().(bool)
+	}
+	list := s.svc.List(context.Background(), prefix, withHost)
+	out := make(map[string]map[string]godbus.Variant, len(list))
+	for _, st := range list {
+		out[st.ID] = listEntry(st)
+	}
+	return out, nil
+}
+
+func listEntry(st service.Status) map[string]godbus.Variant {
+	return map[string]godbus.Variant{
+		ListManaged:          godbus.MakeVariant(st.Managed),
+		ListConnected:        godbus.MakeVariant(st.Connected),
+		ListState:            godbus.MakeVariant(string(st.State)),
+		ListKind:             godbus.MakeVariant(string(st.Kind)),
+		ListURI:              godbus.MakeVariant(st.URI),
+		ListTarget:           godbus.MakeVariant(string(st.Target)),
+		ListLastError:        godbus.MakeVariant(st.LastError),
+		ListLastErrorMessage: godbus.MakeVariant(st.LastErrorMessage),
+		ListConnectionInfo:   godbus.MakeVariant(infoVariants(st.Info)),
+	}
+}
+
+// GetConnection returns the object path of a managed CID.
+func (m manager) GetConnection(cid string) (godbus.ObjectPath, *godbus.Error) {
+	if err := m.s.checkString("CID", cid); err != nil {
+		return "", err
+	}
+	if _, ok := m.s.svc.Status(service.CID(cid)); !ok {
+		return "", godbus.NewError(ErrorUnknownCID, []any{"CID " + quoteShort(cid) + " is not managed"})
+	}
+	return ConnectionPath(cid), nil
+}
+
+// quoteShort quotes s for an error message, cut to a readable length.
+func quoteShort(s string) string {
+	const max = 64
+	if len(s) > max {
+		return strings.TrimSuffix(quote(s[:max]), `"`) + `..."`
+	}
+	return quote(s)
+}

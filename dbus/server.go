@@ -1,0 +1,285 @@
+package dbus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	godbus "github.com/godbus/dbus/v5"
+
+	"github.com/storkeep/storkeep/service"
+)
+
+// Authorizer decides whether the caller of a method may do what it asks.
+// It returns nil to allow, or an error (wrapping ErrNotAuthorized) that is
+// sent back to the caller.
+type Authorizer interface {
+	Authorize(ctx context.Context, sender string, action string) error
+}
+
+// Actions a mutating method asks the Authorizer about.
+const (
+	ActionManage    = "org.storkeep.StorKeep1.manage"
+	ActionReconnect = "org.storkeep.StorKeep1.reconnect"
+)
+
+// ErrNotAuthorized is wrapped by Authorizer errors that deny a call.
+var ErrNotAuthorized = errors.New("not authorized")
+
+// Limits bound what one call may ask for, so that no client can make the
+// daemon do unbounded work.
+type Limits struct {
+	MaxOptions int           // entries in one options dictionary (default 64)
+	MaxString  int           // bytes in one string argument (default 4096)
+	MaxWait    time.Duration // longest Wait (default 1 h)
+}
+
+// Options configure a Server.
+type Options struct {
+	Service    *service.Service
+	Authorizer Authorizer // nil allows every call (tests only)
+	Logger     *slog.Logger
+	Version    string
+	Limits     Limits
+}
+
+// Server serves API v1 on one bus connection.
+type Server struct {
+	conn *godbus.Conn
+	svc  *service.Service
+	auth Authorizer
+	log  *slog.Logger
+	ver  string
+	lim  Limits
+
+	mu      sync.Mutex // guards emitted
+	emitted map[service.CID]service.Status
+}
+
+// NewServer exports the API on conn. It does not request the bus name:
+// call Serve, which also sends the change signals.
+func NewServer(conn *godbus.Conn, opts Options) (*Server, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Limits.MaxOptions <= 0 {
+		opts.Limits.MaxOptions = 64
+	}
+	if opts.Limits.MaxString <= 0 {
+		opts.Limits.MaxString = 4096
+	}
+	if opts.Limits.MaxWait <= 0 {
+		opts.Limits.MaxWait = time.Hour
+	}
+	s := &Server{conn: conn, svc: opts.Service, auth: opts.Authorizer, log: opts.Logger,
+		ver: opts.Version, lim: opts.Limits, emitted: make(map[service.CID]service.Status)}
+	exports := []struct {
+		v       any
+		iface   string
+		subtree bool
+	}{
+		{manager{s}, ManagerInterface, false},
+		{objectManager{s}, ObjectManagerIface, false},
+		{properties{s}, PropertiesIface, true},
+		{introspectable{s}, IntrospectableIface, true},
+		{connection{s}, ConnInterface, true},
+	}
+	for _, e := range exports {
+		var err error
+		if e.subtree {
+			err = conn.ExportSubtree(e.v, RootPath, e.iface)
+		} else {
+			err = conn.Export(e.v, RootPath, e.iface)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("export %s: %w", e.iface, err)
+		}
+	}
+	return s, nil
+}
+
+// Serve owns the bus name and emits signals until ctx is done. It returns
+// an error at once if the name is owned by someone else.
+func (s *Server) Serve(ctx context.Context) error {
+	sub := s.svc.Subscribe()
+	defer sub.Close()
+	// Seed what clients have seen before we own the name, so that the
+	// first change of each object is a diff, not a repeat.
+	s.mu.Lock()
+	for _, c := range s.svc.CIDs() {
+		if st, ok := s.svc.Status(c); ok {
+			s.emitted[c] = st
+		}
+	}
+	s.mu.Unlock()
+	sub.Take()
+
+	reply, err := s.conn.RequestName(BusName, godbus.NameFlagDoNotQueue)
+	if err != nil {
+		return fmt.Errorf("request bus name %s: %w", BusName, err)
+	}
+	if reply != godbus.RequestNameReplyPrimaryOwner {
+		return fmt.Errorf("request bus name %s: already owned by another process", BusName)
+	}
+	s.log.Info("serving", "name", BusName)
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-sub.Ready():
+			s.emit(sub.Take())
+		}
+	}
+}
+
+// emit sends one signal per object for a batch of events.
+func (s *Server) emit(events []service.Event) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, ev := range events {
+		path := ConnectionPath(string(ev.CID))
+		switch ev.Type {
+		case service.EventAdded, service.EventChanged:
+			st, ok := s.svc.Status(ev.CID)
+			if !ok {
+				continue // removed meanwhile; its Removed event follows
+			}
+			old, seen := s.emitted[ev.CID]
+			s.emitted[ev.CID] = st
+			if !seen {
+				s.signal(path, ObjectManagerIface+".InterfacesAdded", path, interfacesOf(st))
+				continue
+			}
+			if changed := changedProps(old, st); len(changed) > 0 {
+				s.signal(path, PropertiesIface+".PropertiesChanged", ConnInterface, changed, []string{})
+			}
+		case service.EventRemoved:
+			if _, seen := s.emitted[ev.CID]; !seen {
+				continue
+			}
+			delete(s.emitted, ev.CID)
+			s.signal(path, ObjectManagerIface+".InterfacesRemoved", path, interfaceNames())
+		}
+	}
+}
+
+func (s *Server) signal(path godbus.ObjectPath, name string, args ...any) {
+	// InterfacesAdded/Removed come from the ObjectManager at the root.
+	if strings.HasPrefix(name, ObjectManagerIface) {
+		path = RootPath
+	}
+	if err := s.conn.Emit(path, name, args...); err != nil {
+		s.log.Warn("signal not sent", "signal", name, "err", err)
+	}
+}
+
+// authorize asks the Authorizer and logs the decision.
+func (s *Server) authorize(msg godbus.Message, action string) *godbus.Error {
+	if s.auth == nil {
+		return nil
+	}
+	sender, _ := msg.Headers[godbus.FieldSender].Value().(string)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := s.auth.Authorize(ctx, sender, action); err != nil {
+		return toError(err)
+	}
+	return nil
+}
+
+// toError maps a service error to its API v1 error name.
+func toError(err error) *godbus.Error {
+	if err == nil {
+		return nil
+	}
+	var (
+		uriErr *service.URIError
+		cidErr *service.CIDError
+		name   string
+	)
+	switch {
+	case errors.As(err, &uriErr):
+		name = ErrorInvalidURI
+	case errors.As(err, &cidErr):
+		name = ErrorInvalidCID
+	case errors.Is(err, service.ErrCIDInUse):
+		name = ErrorCIDInUse
+	case errors.Is(err, service.ErrConflict):
+		name = ErrorConflict
+	case errors.Is(err, service.ErrUnknownCID):
+		name = ErrorUnknownCID
+	case errors.Is(err, service.ErrInvalidArgument), errors.Is(err, service.ErrLimit):
+		name = ErrorInvalidArgument
+	case errors.Is(err, service.ErrTimeout):
+		name = ErrorTimeout
+	case errors.Is(err, ErrNotAuthorized):
+		name = ErrorNotAuthorized
+	default:
+		name = ErrorFailed
+	}
+	return godbus.NewError(name, []any{err.Error()})
+}
+
+func invalidArg(format string, args ...any) *godbus.Error {
+	return godbus.NewError(ErrorInvalidArgument, []any{fmt.Sprintf(format, args...)})
+}
+
+// checkString refuses strings a client should never send.
+func (s *Server) checkString(what, v string) *godbus.Error {
+	if len(v) > s.lim.MaxString {
+		return invalidArg("%s is %d bytes; the limit is %d", what, len(v), s.lim.MaxString)
+	}
+	return nil
+}
+
+// checkOptions refuses unknown keys, wrong types and oversized dictionaries.
+// allowed maps each accepted key to its D-Bus signature.
+func (s *Server) checkOptions(method string, opts map[string]godbus.Variant, allowed map[string]string) *godbus.Error {
+	if len(opts) > s.lim.MaxOptions {
+		return invalidArg("%s: %d options; the limit is %d", method, len(opts), s.lim.MaxOptions)
+	}
+	keys := make([]string, 0, len(opts))
+	for k := range opts {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		sig, ok := allowed[k]
+		if !ok {
+			known := make([]string, 0, len(allowed))
+			for a := range allowed {
+				known = append(known, a)
+			}
+			sort.Strings(known)
+			if len(known) == 0 {
+				return invalidArg("%s: unknown option %.64q (this method takes no options)", method, k)
+			}
+			return invalidArg("%s: unknown option %.64q (known: %s)", method, k, strings.Join(known, ", "))
+		}
+		if got := opts[k].Signature().String(); got != sig {
+			return invalidArg("%s: option %q must have type %q, not %q", method, k, sig, got)
+		}
+		if sig == "s" {
+			if err := s.checkString("option "+k, opts[k].Value().(string)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// cidOfPath returns the CID an object path names.
+func cidOfPath(msg godbus.Message) (service.CID, *godbus.Error) {
+	path, _ := msg.Headers[godbus.FieldPath].Value().(godbus.ObjectPath)
+	c, ok := CIDFromPath(path)
+	if !ok {
+		return "", godbus.NewError("org.freedesktop.DBus.Error.UnknownObject",
+			[]any{fmt.Sprintf("no object at %s", path)})
+	}
+	return service.CID(c), nil
+}

@@ -1,0 +1,55 @@
+package service
+
+import "context"
+
+// Backend makes and observes the real connections of one Kind. The service
+// calls it from one goroutine per target at a time, so a backend never sees
+// two operations on the same target at once; calls for different targets
+// run in parallel.
+//
+// Every method must honour ctx's deadline: the service sets one on each
+// call, and a call that passes it makes the target's state uncertain, which
+// the next Observe resolves.
+type Backend interface {
+	// Observe reports what the host shows for spec's target right now. It
+	// must not block on a hung server. An error means the state could not
+	// be read; the service then treats the target as possibly present.
+	Observe(ctx context.Context, spec Spec) (Observation, error)
+	// Connect makes the real connection for spec. It is idempotent: a
+	// connection that is already there is success. A failure must never
+	// tear down a connection that was there before the call.
+	Connect(ctx context.Context, spec Spec) (Observation, error)
+	// Disconnect tears the real connection down. A connection that is
+	// already gone is success.
+	Disconnect(ctx context.Context, spec Spec) error
+}
+
+// HostLister is implemented by backends that can list every connection of
+// their kind on the host, managed or not.
+type HostLister interface {
+	ListHost(ctx context.Context) ([]HostConnection, error)
+}
+
+// Observation is the actual state of one target on the host.
+type Observation struct {
+	// Present: the real connection exists on the host (possibly broken).
+	Present bool
+	// Connected: it exists and is usable.
+	Connected bool
+	// Err, when not connected, says why (e.g. a session in recovery).
+	Err *ConnError
+	// Info adds host facts to ConnectionInfo (mount point, devices...).
+	Info map[string]any
+}
+
+// HostConnection is a connection found on the host.
+type HostConnection struct {
+	// ID is transient, unique among the host's connections, and contains
+	// '/' so it never collides with a CID (e.g. "iscsi/session3").
+	ID        string
+	Kind      Kind
+	Target    TargetKey
+	URI       string
+	Connected bool
+	Info      map[string]any
+}

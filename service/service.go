@@ -1,0 +1,439 @@
+// Package service is the heart of storkeep: the connection IDs (CIDs) that
+// clients registered (the desired state), the real connections on the host
+// they map to (targets, the actual state), and the reconciler that closes
+// the gap between the two, one target at a time, retrying forever.
+//
+// It knows nothing of D-Bus or of how a connection is made: the bus layer
+// calls its methods and listens to its events; backends (nfs, iscsi)
+// implement Backend.
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Options configure a Service. The zero value of every field but Store
+// means something sensible.
+type Options struct {
+	// Store holds the desired state on disk. Required.
+	Store *Store
+	// Backends make real connections, by kind. A kind without a backend is
+	// still accepted; its connections report LastError NoBackend.
+	Backends map[Kind]Backend
+	// Logger receives the service's log; nil discards it.
+	Logger *slog.Logger
+	// Reconnect is the retry policy.
+	Reconnect ReconnectPolicy
+	// MaxCIDs caps the number of CIDs (default 100000).
+	MaxCIDs int
+	// OpTimeout is the deadline of one Connect or Disconnect (default 3 min).
+	OpTimeout time.Duration
+	// ObserveTimeout is the deadline of one Observe (default 10 s).
+	ObserveTimeout time.Duration
+	// HostListTimeout bounds listing host connections in List (default 2 s).
+	HostListTimeout time.Duration
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// ReconnectPolicy is exponential backoff with jitter that never gives up.
+type ReconnectPolicy struct {
+	Initial time.Duration // first retry delay (default 1 s)
+	Max     time.Duration // cap (default 60 s)
+	Jitter  float64       // fraction of the delay added or removed at random (default 0.2)
+}
+
+// State is what a connection is doing. The set is small and documented in
+// the README; clients may switch on it.
+type State string
+
+const (
+	// StateConnecting: an attempt to connect is under way.
+	StateConnecting State = "connecting"
+	// StateConnected: the connection is up and usable.
+	StateConnected State = "connected"
+	// StateRetrying: the connection is down; the next attempt is at NextAttempt.
+	StateRetrying State = "retrying"
+	// StateDisconnecting: no CID refers to it any more and storkeep is
+	// tearing it down (or waiting to retry a failed teardown).
+	StateDisconnecting State = "disconnecting"
+)
+
+// origin says whether storkeep may tear a target down.
+type origin int
+
+const (
+	originUnknown     origin = iota // not yet observed since it was first managed
+	originOurs                      // storkeep connects it, and disconnects it when released
+	originPreexisting               // it was there before: adopted, never torn down
+)
+
+// Service holds the desired and actual state and runs the reconciler.
+type Service struct {
+	opts  Options
+	store *Store
+	log   *slog.Logger
+	now   func() time.Time
+
+	// writeMu serializes every change of the desired state together with
+	// its write to disk, so that the disk and memory agree in order.
+	writeMu sync.Mutex
+
+	mu      sync.RWMutex // guards all following fields
+	cids    map[CID]*cidEntry
+	targets map[TargetKey]*target
+	bad     []BadFile
+	subs    map[*Subscription]struct{}
+	running bool // Run has started the runners
+	ctx     context.Context
+	stop    context.CancelFunc
+
+	wg sync.WaitGroup // runners
+}
+
+type cidEntry struct {
+	cid    CID
+	spec   Spec
+	target *target
+}
+
+// New loads the desired state from opts.Store. Nothing is connected or
+// disconnected before Run.
+func New(opts Options) (*Service, error) {
+	if opts.Store == nil {
+		return nil, errors.New("service: Options.Store is required")
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.MaxCIDs <= 0 {
+		opts.MaxCIDs = 100000
+	}
+	if opts.OpTimeout <= 0 {
+		opts.OpTimeout = 3 * time.Minute
+	}
+	if opts.ObserveTimeout <= 0 {
+		opts.ObserveTimeout = 10 * time.Second
+	}
+	if opts.HostListTimeout <= 0 {
+		opts.HostListTimeout = 2 * time.Second
+	}
+	opts.Reconnect = opts.Reconnect.withDefaults()
+	s := &Service{
+		opts:    opts,
+		store:   opts.Store,
+		log:     opts.Logger,
+		now:     opts.Now,
+		cids:    make(map[CID]*cidEntry),
+		targets: make(map[TargetKey]*target),
+		subs:    make(map[*Subscription]struct{}),
+	}
+	s.ctx, s.stop = context.WithCancel(context.Background())
+	if err := s.load(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Service) load() error {
+	st, err := s.store.Load()
+	if err != nil {
+		return fmt.Errorf("load state from %s: %w", s.store.Dir(), err)
+	}
+	for _, b := range st.Bad {
+		s.log.Error("state file skipped", "path", b.Path, "err", b.Err)
+	}
+	s.bad = st.Bad
+	for _, lc := range st.CIDs {
+		t := s.targets[lc.Spec.Target]
+		if t == nil {
+			t = newTarget(lc.Spec)
+			s.targets[lc.Spec.Target] = t
+		} else if !t.spec.Compatible(lc.Spec) {
+			// Only a hand-edited state can get here: Manage refuses it.
+			s.log.Error("state file conflicts with another CID on the same target; managing it anyway with the first one's settings",
+				"cid", string(lc.CID), "target", string(lc.Spec.Target))
+		}
+		e := &cidEntry{cid: lc.CID, spec: lc.Spec, target: t}
+		s.cids[lc.CID] = e
+		t.cids[lc.CID] = e
+	}
+	for _, lt := range st.Targets {
+		t := s.targets[lt.Spec.Target]
+		if t == nil {
+			// No CID refers to it: a disconnect was pending when we stopped.
+			t = newTarget(lt.Spec)
+			s.targets[lt.Spec.Target] = t
+		}
+		t.origin = originOurs
+		if lt.Preexisting {
+			t.origin = originPreexisting
+		}
+	}
+	s.log.Info("state loaded", "cids", len(s.cids), "targets", len(s.targets), "bad_files", len(st.Bad))
+	return nil
+}
+
+// Run starts reconciling every target and blocks until ctx is done. On
+// return every runner has stopped; nothing is disconnected on shutdown.
+func (s *Service) Run(ctx context.Context) error {
+	s.mu.Lock()
+	if s.running {
+		s.mu.Unlock()
+		return errors.New("service: Run called twice")
+	}
+	s.running = true
+	// Every target's first step observes the host before it acts, and all
+	// of the desired state is loaded by now: nothing is torn down blind.
+	for _, t := range s.targets {
+		s.pokeLocked(t)
+	}
+	s.mu.Unlock()
+
+	select {
+	case <-ctx.Done():
+	case <-s.ctx.Done():
+	}
+	s.stop()
+	s.mu.Lock()
+	for _, t := range s.targets {
+		if t.timer != nil {
+			t.timer.Stop()
+		}
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+	return nil
+}
+
+// Manage registers cid for spec and returns once that is durable on disk.
+// It does not wait for the connection. The same cid with an Equal spec is a
+// no-op (created is false); with another spec it is ErrCIDInUse. A spec
+// whose target is managed by other CIDs with incompatible settings gets a
+// *ConflictError.
+func (s *Service) Manage(c CID, spec Spec) (created bool, err error) {
+	if err := ValidateCID(string(c)); err != nil {
+		return false, err
+	}
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+
+	s.mu.RLock()
+	if e, ok := s.cids[c]; ok {
+		same := e.spec.Equal(spec)
+		uri := e.spec.URI
+		s.mu.RUnlock()
+		if same {
+			return false, nil
+		}
+		return false, fmt.Errorf("%w: CID %q already manages %s with other settings; unmanage it first or choose another CID", ErrCIDInUse, c, uri)
+	}
+	if len(s.cids) >= s.opts.MaxCIDs {
+		s.mu.RUnlock()
+		return false, fmt.Errorf("%w: %d CIDs are managed, the configured maximum (limits.max_cids)", ErrLimit, s.opts.MaxCIDs)
+	}
+	if t := s.targets[spec.Target]; t != nil {
+		var others []CID
+		for oc, e := range t.cids {
+			if !e.spec.Compatible(spec) {
+				others = append(others, oc)
+			}
+		}
+		if len(others) > 0 {
+			s.mu.RUnlock()
+			sort.Slice(others, func(i, j int) bool { return others[i] < others[j] })
+			return false, &ConflictError{Target: spec.Target, CIDs: others, Reason: conflictReason(spec)}
+		}
+	}
+	s.mu.RUnlock()
+
+	if err := s.store.PutCID(c, spec); err != nil {
+		return false, err
+	}
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t := s.targets[spec.Target]
+	if t == nil {
+		t = newTarget(spec)
+		s.targets[spec.Target] = t
+	} else if len(t.cids) == 0 {
+		// A disconnect was pending: cancel it and take the new settings.
+		t.spec = spec
+		t.resetBackoff()
+	}
+	e := &cidEntry{cid: c, spec: spec, target: t}
+	s.cids[c] = e
+	t.cids[c] = e
+	s.publishLocked(Event{Type: EventAdded, CID: c})
+	s.changedLocked(t)
+	s.pokeLocked(t)
+	s.log.Info("managed", "cid", string(c), "uri", spec.URI, "target", string(spec.Target))
+	return true, nil
+}
+
+func conflictReason(spec Spec) string {
+	if spec.Kind == KindISCSI {
+		return "other CHAP credentials"
+	}
+	return "other NFS version or mount options"
+}
+
+// Unmanage forgets cid, durably before it returns. When no CID refers to
+// its target any more, the target is disconnected in the background unless
+// it was there before storkeep managed it.
+func (s *Service) Unmanage(c CID) error {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	s.mu.RLock()
+	_, ok := s.cids[c]
+	s.mu.RUnlock()
+	if !ok {
+		return fmt.Errorf("%w: %q is not managed", ErrUnknownCID, c)
+	}
+	if err := s.store.DeleteCID(c); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.forgetLocked(c)
+	s.mu.Unlock()
+	return nil
+}
+
+// UnmanagePrefix forgets every CID that starts with prefix, atomically on
+// disk, and returns them sorted. No match is not an error.
+func (s *Service) UnmanagePrefix(prefix string) ([]CID, error) {
+	if prefix == "" {
+		return nil, fmt.Errorf("%w: the prefix must not be empty (it would unmanage every CID)", ErrInvalidArgument)
+	}
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	s.mu.RLock()
+	var match []CID
+	for c := range s.cids {
+		if strings.HasPrefix(string(c), prefix) {
+			match = append(match, c)
+		}
+	}
+	s.mu.RUnlock()
+	sort.Slice(match, func(i, j int) bool { return match[i] < match[j] })
+	if err := s.store.DeleteCIDs(match); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	for _, c := range match {
+		s.forgetLocked(c)
+	}
+	s.mu.Unlock()
+	return match, nil
+}
+
+func (s *Service) forgetLocked(c CID) {
+	e := s.cids[c]
+	delete(s.cids, c)
+	t := e.target
+	delete(t.cids, c)
+	if len(t.cids) > 0 && t.spec.Equal(e.spec) {
+		// Keep the target's settings from a CID that still refers to it.
+		for _, o := range t.cids {
+			t.spec = o.spec
+			break
+		}
+	}
+	if len(t.cids) == 0 {
+		t.resetBackoff()
+	}
+	s.publishLocked(Event{Type: EventRemoved, CID: c})
+	s.changedLocked(t)
+	s.pokeLocked(t)
+	s.log.Info("unmanaged", "cid", string(c), "target", string(t.key), "last", len(t.cids) == 0)
+}
+
+// Reconnect asks for an attempt now, whatever the backoff says.
+func (s *Service) Reconnect(c CID) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.cids[c]
+	if !ok {
+		return fmt.Errorf("%w: %q is not managed", ErrUnknownCID, c)
+	}
+	e.target.force = true
+	e.target.resetBackoff()
+	s.pokeLocked(e.target)
+	return nil
+}
+
+// Poke asks for a re-check of the target with key k: backends call it when
+// the host changes (a unit changed state, a session failed, a link came
+// up). Unknown keys are ignored. It never blocks.
+func (s *Service) Poke(k TargetKey) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if t := s.targets[k]; t != nil {
+		s.pokeLocked(t)
+	}
+}
+
+// PokeAll asks for a re-check of every target.
+func (s *Service) PokeAll() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, t := range s.targets {
+		s.pokeLocked(t)
+	}
+}
+
+// Wait returns nil once cid is connected, ErrUnknownCID if it is (or
+// becomes) unmanaged, and a *WaitTimeoutError carrying the last connection
+// error when ctx is done first.
+func (s *Service) Wait(ctx context.Context, c CID) error {
+	for {
+		s.mu.RLock()
+		e, ok := s.cids[c]
+		if !ok {
+			s.mu.RUnlock()
+			return fmt.Errorf("%w: %q is not managed", ErrUnknownCID, c)
+		}
+		t := e.target
+		if t.connected {
+			s.mu.RUnlock()
+			return nil
+		}
+		ch := t.changed
+		last := t.lastErr
+		state := t.state
+		s.mu.RUnlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return &WaitTimeoutError{CID: c, State: state, Last: last}
+		}
+	}
+}
+
+// WaitTimeoutError says that a connection did not come up in time, and why.
+type WaitTimeoutError struct {
+	CID   CID
+	State State
+	Last  *ConnError
+}
+
+func (e *WaitTimeoutError) Error() string {
+	msg := fmt.Sprintf("CID %q is not connected (state %s)", e.CID, e.State)
+	if e.Last != nil {
+		msg += "; last error " + e.Last.Error()
+	}
+	return msg
+}
+
+func (e *WaitTimeoutError) Is(target error) bool { return target == ErrTimeout }

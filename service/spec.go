@@ -1,0 +1,95 @@
+package service
+
+// Kind names a kind of storage connection.
+type Kind string
+
+// Kinds of storage storkeep manages.
+const (
+	KindNFS   Kind = "nfs"
+	KindISCSI Kind = "iscsi"
+)
+
+// CID is a connection ID chosen by a client: 1 to 255 bytes of valid UTF-8,
+// any character but '/' and NUL.
+type CID string
+
+// TargetKey identifies one real connection on the host. CIDs whose specs
+// have the same TargetKey share that connection.
+type TargetKey string
+
+// Spec is a parsed, canonical request to manage a target: what a CID asks
+// for. Two Manage calls ask for the same thing exactly when their Specs are
+// equal (Equal), credentials included.
+type Spec struct {
+	Kind Kind
+	// URI is the canonical form of the request, never with credentials.
+	// ParseURI(URI) gives back this Spec without its credentials.
+	URI string
+	// Target is the key of the real connection this spec needs.
+	Target TargetKey
+	NFS    *NFSSpec   // set when Kind is KindNFS
+	ISCSI  *ISCSISpec // set when Kind is KindISCSI
+}
+
+// NFSSpec is what an nfs:// URI asks for.
+type NFSSpec struct {
+	// Server is the canonical host: a lower-case DNS name, an IPv4 address,
+	// or an IPv6 address without brackets.
+	Server string
+	// Port is the server's NFS port; 0 means the default (2049).
+	Port uint16
+	// Export is the cleaned absolute export path ("/" for the v4 root).
+	Export string
+	// Version is "3", "4", "4.0", "4.1", "4.2" or "auto" ("" means auto).
+	Version string
+	// Timeo is the NFS timeout in deciseconds; 0 means the default.
+	Timeo int
+	// Retrans is the retry count; 0 means the default.
+	Retrans int
+	// Options are extra mount options, "name" or "name=value", sorted.
+	Options []string
+}
+
+// ISCSISpec is what an iscsi:// URI asks for, with the CHAP credentials
+// that came in the Manage options.
+type ISCSISpec struct {
+	// Host is the canonical portal host (as NFSSpec.Server).
+	Host string
+	// Port is the portal port; 0 means the default (3260).
+	Port uint16
+	// IQN is the target name, lower case.
+	IQN string
+	// LUN is the requested LUN, or -1 for every LUN of the target.
+	LUN int
+	// TPGT is the target portal group tag (default 1).
+	TPGT int
+	// Iface is the iscsiadm interface name (default "default").
+	Iface string
+	// CHAP holds the credentials; never shown outside the daemon.
+	CHAP CHAP
+}
+
+// CHAP holds iSCSI CHAP credentials. Its String method hides them.
+type CHAP struct {
+	Username   string
+	Password   string
+	UsernameIn string // mutual CHAP: the target's name
+	PasswordIn string // mutual CHAP: the target's secret
+}
+
+// String never shows a secret.
+func (c CHAP) String() string {
+	if c == (CHAP{}) {
+		return "none"
+	}
+	if c.UsernameIn != "" {
+		return "mutual CHAP as " + c.Username
+	}
+	return "CHAP as " + c.Username
+}
+
+// GoString never shows a secret either (%#v).
+func (c CHAP) GoString() string { return c.String() }
+
+// Empty reports whether no credentials are set.
+func (c CHAP) Empty() bool { return c == (CHAP{}) }

@@ -1,0 +1,383 @@
+package service
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/pelletier/go-toml/v2"
+)
+
+// Store keeps the desired state on disk: one small TOML file per CID (so one
+// change costs one small write at any scale) and one per target whose origin
+// is known. Every change is durable when the method returns: the file is
+// written to a temporary name, synced, renamed into place, and the directory
+// synced.
+//
+// Layout under the state directory (0700, files 0600, root only):
+//
+//	cids/<h>.toml      one per CID; h = sha256(CID); holds the URI and secrets
+//	targets/<h>.toml   one per target: whether it was there before storkeep
+//	unmanage.journal   a prefix unmanage in progress (redo log)
+//
+// Store is not safe for concurrent use; the service serializes writes.
+type Store struct {
+	dir string
+}
+
+// The on-disk formats. Version lets a later daemon read older files.
+const stateVersion = 1
+
+type cidFile struct {
+	Version int       `toml:"version"`
+	CID     string    `toml:"cid"`
+	URI     string    `toml:"uri"`
+	CHAP    *chapFile `toml:"chap,omitempty"`
+}
+
+type chapFile struct {
+	Username   string `toml:"username,omitempty"`
+	Password   string `toml:"password,omitempty"`
+	UsernameIn string `toml:"username_in,omitempty"`
+	PasswordIn string `toml:"password_in,omitempty"`
+}
+
+type targetFile struct {
+	Version     int    `toml:"version"`
+	Target      string `toml:"target"`
+	URI         string `toml:"uri"` // enough to disconnect; never secrets
+	Preexisting bool   `toml:"preexisting"`
+}
+
+type journalFile struct {
+	Version int      `toml:"version"`
+	CIDs    []string `toml:"cids"`
+}
+
+// OpenStore creates the state directory if needed, tightens its permissions,
+// and returns a Store. Looser permissions found on an existing directory or
+// file are fixed and reported through fixed.
+func OpenStore(dir string) (st *Store, fixed []string, err error) {
+	for _, d := range []string{dir, filepath.Join(dir, "cids"), filepath.Join(dir, "targets")} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, nil, fmt.Errorf("state directory: %w", err)
+		}
+		fi, err := os.Stat(d)
+		if err != nil {
+			return nil, nil, fmt.Errorf("state directory: %w", err)
+		}
+		if fi.Mode().Perm() != 0o700 {
+			if err := os.Chmod(d, 0o700); err != nil {
+				return nil, nil, fmt.Errorf("state directory: %w", err)
+			}
+			fixed = append(fixed, fmt.Sprintf("%s was %#o, now 0700", d, fi.Mode().Perm()))
+		}
+	}
+	return &Store{dir: dir}, fixed, nil
+}
+
+// Dir returns the state directory.
+func (st *Store) Dir() string { return st.dir }
+
+func hashName(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:16]) + ".toml"
+}
+
+func (st *Store) cidPath(c CID) string {
+	return filepath.Join(st.dir, "cids", hashName(string(c)))
+}
+
+func (st *Store) targetPath(k TargetKey) string {
+	return filepath.Join(st.dir, "targets", hashName(string(k)))
+}
+
+// PutCID durably records that cid asks for spec, secrets included.
+func (st *Store) PutCID(c CID, spec Spec) error {
+	f := cidFile{Version: stateVersion, CID: string(c), URI: spec.URI}
+	if spec.ISCSI != nil && !spec.ISCSI.CHAP.Empty() {
+		ch := spec.ISCSI.CHAP
+		f.CHAP = &chapFile{Username: ch.Username, Password: ch.Password,
+			UsernameIn: ch.UsernameIn, PasswordIn: ch.PasswordIn}
+	}
+	if err := writeTOML(st.cidPath(c), f); err != nil {
+		return fmt.Errorf("save CID %q: %w", c, err)
+	}
+	return nil
+}
+
+// DeleteCID durably forgets cid. Forgetting an unknown CID is not an error.
+func (st *Store) DeleteCID(c CID) error {
+	if err := removeDurably(st.cidPath(c)); err != nil {
+		return fmt.Errorf("forget CID %q: %w", c, err)
+	}
+	return nil
+}
+
+// DeleteCIDs durably forgets all of cids at once: after a crash at any
+// instant either all of them are gone at the next Load, or none is.
+func (st *Store) DeleteCIDs(cids []CID) error {
+	if len(cids) == 0 {
+		return nil
+	}
+	if len(cids) == 1 {
+		return st.DeleteCID(cids[0])
+	}
+	j := journalFile{Version: stateVersion, CIDs: make([]string, len(cids))}
+	for i, c := range cids {
+		j.CIDs[i] = string(c)
+	}
+	jpath := filepath.Join(st.dir, "unmanage.journal")
+	if err := writeTOML(jpath, j); err != nil {
+		return fmt.Errorf("forget %d CIDs: journal: %w", len(cids), err)
+	}
+	// From here on the deletion is decided; replay finishes it after a crash.
+	if err := st.replayJournal(jpath, j); err != nil {
+		return fmt.Errorf("forget %d CIDs: %w", len(cids), err)
+	}
+	return nil
+}
+
+func (st *Store) replayJournal(jpath string, j journalFile) error {
+	for _, c := range j.CIDs {
+		if err := os.Remove(st.cidPath(CID(c))); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+	}
+	if err := syncDir(filepath.Join(st.dir, "cids")); err != nil {
+		return err
+	}
+	return removeDurably(jpath)
+}
+
+// PutTarget durably records what storkeep knows of a target's origin.
+func (st *Store) PutTarget(spec Spec, preexisting bool) error {
+	f := targetFile{Version: stateVersion, Target: string(spec.Target), URI: spec.URI, Preexisting: preexisting}
+	if err := writeTOML(st.targetPath(spec.Target), f); err != nil {
+		return fmt.Errorf("save target %s: %w", spec.Target, err)
+	}
+	return nil
+}
+
+// DeleteTarget durably forgets a target record.
+func (st *Store) DeleteTarget(k TargetKey) error {
+	if err := removeDurably(st.targetPath(k)); err != nil {
+		return fmt.Errorf("forget target %s: %w", k, err)
+	}
+	return nil
+}
+
+// LoadedCID is one CID read back from disk.
+type LoadedCID struct {
+	CID  CID
+	Spec Spec
+}
+
+// LoadedTarget is one target record read back from disk.
+type LoadedTarget struct {
+	Spec        Spec
+	Preexisting bool
+}
+
+// BadFile is a state file that could not be used. It is left in place.
+type BadFile struct {
+	Path string
+	Err  error
+}
+
+// Loaded is everything Load read.
+type Loaded struct {
+	CIDs    []LoadedCID
+	Targets []LoadedTarget
+	Bad     []BadFile
+}
+
+// Load reads the state back. It first finishes an interrupted prefix
+// unmanage and removes temporary files of writes that never completed (they
+// were never acknowledged). A torn, foreign or unreadable file is reported
+// in State.Bad and skipped; it is never fatal and never deleted.
+func (st *Store) Load() (Loaded, error) {
+	var s Loaded
+	jpath := filepath.Join(st.dir, "unmanage.journal")
+	if data, err := os.ReadFile(jpath); err == nil {
+		var j journalFile
+		if err := decodeStrict(data, &j); err != nil {
+			s.Bad = append(s.Bad, BadFile{Path: jpath, Err: err})
+		} else if err := st.replayJournal(jpath, j); err != nil {
+			return s, fmt.Errorf("finish interrupted unmanage: %w", err)
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return s, fmt.Errorf("read %s: %w", jpath, err)
+	}
+
+	err := st.eachFile("cids", &s, func(path string, data []byte) error {
+		var f cidFile
+		if err := decodeStrict(data, &f); err != nil {
+			return err
+		}
+		if f.Version != stateVersion {
+			return fmt.Errorf("unsupported version %d", f.Version)
+		}
+		c := CID(f.CID)
+		if err := ValidateCID(f.CID); err != nil {
+			return err
+		}
+		if filepath.Base(path) != hashName(f.CID) {
+			return fmt.Errorf("file name does not match CID %q: foreign file", f.CID)
+		}
+		spec, err := ParseURI(f.URI)
+		if err != nil {
+			return err
+		}
+		if f.CHAP != nil {
+			if spec.ISCSI == nil {
+				return fmt.Errorf("CHAP credentials on a %s URI", spec.Kind)
+			}
+			spec.ISCSI.CHAP = CHAP{Username: f.CHAP.Username, Password: f.CHAP.Password,
+				UsernameIn: f.CHAP.UsernameIn, PasswordIn: f.CHAP.PasswordIn}
+		}
+		s.CIDs = append(s.CIDs, LoadedCID{CID: c, Spec: spec})
+		return nil
+	})
+	if err != nil {
+		return s, err
+	}
+	err = st.eachFile("targets", &s, func(path string, data []byte) error {
+		var f targetFile
+		if err := decodeStrict(data, &f); err != nil {
+			return err
+		}
+		if f.Version != stateVersion {
+			return fmt.Errorf("unsupported version %d", f.Version)
+		}
+		spec, err := ParseURI(f.URI)
+		if err != nil {
+			return err
+		}
+		if string(spec.Target) != f.Target || filepath.Base(path) != hashName(f.Target) {
+			return fmt.Errorf("target %q does not match its URI or file name: foreign file", f.Target)
+		}
+		s.Targets = append(s.Targets, LoadedTarget{Spec: spec, Preexisting: f.Preexisting})
+		return nil
+	})
+	sort.Slice(s.CIDs, func(i, j int) bool { return s.CIDs[i].CID < s.CIDs[j].CID })
+	return s, err
+}
+
+// eachFile calls fn for every *.toml file in sub, collecting failures in
+// s.Bad, and removes leftover temporary files.
+func (st *Store) eachFile(sub string, s *Loaded, fn func(path string, data []byte) error) error {
+	dir := filepath.Join(st.dir, sub)
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", dir, err)
+	}
+	for _, e := range entries {
+		name := e.Name()
+		path := filepath.Join(dir, name)
+		if strings.HasPrefix(name, ".tmp-") {
+			_ = os.Remove(path) // an unacknowledged write cut short
+			continue
+		}
+		if !e.Type().IsRegular() || !strings.HasSuffix(name, ".toml") {
+			s.Bad = append(s.Bad, BadFile{Path: path, Err: errors.New("not a state file")})
+			continue
+		}
+		if info, err := e.Info(); err == nil && info.Mode().Perm()&0o077 != 0 {
+			// Secrets may be inside: tighten first, then report.
+			_ = os.Chmod(path, 0o600)
+			s.Bad = append(s.Bad, BadFile{Path: path, Err: fmt.Errorf("mode was %#o, tightened to 0600", info.Mode().Perm())})
+		}
+		data, err := os.ReadFile(path)
+		if err == nil {
+			err = fn(path, data)
+		}
+		if err != nil {
+			s.Bad = append(s.Bad, BadFile{Path: path, Err: err})
+		}
+	}
+	return nil
+}
+
+func decodeStrict(data []byte, v any) error {
+	d := toml.NewDecoder(bytes.NewReader(data))
+	d.DisallowUnknownFields()
+	if err := d.Decode(v); err != nil {
+		var de *toml.DecodeError
+		if errors.As(err, &de) {
+			row, col := de.Position()
+			return fmt.Errorf("line %d column %d: %s", row, col, de.Error())
+		}
+		var sme *toml.StrictMissingError
+		if errors.As(err, &sme) && len(sme.Errors) > 0 {
+			var msgs []string
+			for _, e := range sme.Errors {
+				row, col := e.Position()
+				msgs = append(msgs, fmt.Sprintf("line %d column %d: unknown key %q", row, col, strings.Join(e.Key(), ".")))
+			}
+			return errors.New(strings.Join(msgs, "; "))
+		}
+		return err
+	}
+	return nil
+}
+
+// writeTOML writes v to path durably and atomically.
+func writeTOML(path string, v any) error {
+	data, err := toml.Marshal(v)
+	if err != nil {
+		return err
+	}
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, ".tmp-*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp) // no-op after a successful rename
+	if err := f.Chmod(0o600); err != nil {
+		f.Close()
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	return syncDir(dir)
+}
+
+func removeDurably(path string) error {
+	if err := os.Remove(path); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		return err
+	}
+	return syncDir(filepath.Dir(path))
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}

@@ -1,0 +1,449 @@
+package service
+
+import (
+	"context"
+	"math/rand/v2"
+	"time"
+)
+
+// target is one real connection on the host and the CIDs that refer to it.
+// Its actual-state fields are written only by its runner (from backend
+// results); its cids only by Manage and Unmanage. All fields are guarded by
+// Service.mu.
+type target struct {
+	key  TargetKey
+	spec Spec // settings to connect with: those of a CID that refers to it
+	cids map[CID]*cidEntry
+
+	origin origin
+
+	// Actual state.
+	state          State
+	connected      bool
+	lastErr        *ConnError
+	lastErrTime    time.Time
+	connectedSince time.Time
+	attempts       uint32 // since the last success
+	nextAttempt    time.Time
+	backoff        time.Duration // the delay used for nextAttempt
+	info           map[string]any
+
+	// Runner bookkeeping: at most one runner per target at a time.
+	dirty   bool // something changed since the runner last looked
+	running bool
+	force   bool // an attempt now, whatever the backoff (Reconnect)
+	timer   *time.Timer
+	changed chan struct{} // closed and replaced on every change (for Wait)
+}
+
+func newTarget(spec Spec) *target {
+	return &target{
+		key:     spec.Target,
+		spec:    spec,
+		cids:    make(map[CID]*cidEntry),
+		state:   StateConnecting,
+		changed: make(chan struct{}),
+	}
+}
+
+func (t *target) resetBackoff() {
+	t.backoff = 0
+	t.nextAttempt = time.Time{}
+}
+
+func (p ReconnectPolicy) withDefaults() ReconnectPolicy {
+	if p.Initial <= 0 {
+		p.Initial = time.Second
+	}
+	if p.Max <= 0 {
+		p.Max = 60 * time.Second
+	}
+	if p.Max < p.Initial {
+		p.Max = p.Initial
+	}
+	if p.Jitter < 0 || p.Jitter >= 1 {
+		p.Jitter = 0
+	} else if p.Jitter == 0 {
+		p.Jitter = 0.2
+	}
+	return p
+}
+
+// next returns the delay after prev (0 for the first failure), doubled up
+// to the cap, with jitter so that many targets don't retry in lockstep.
+func (p ReconnectPolicy) next(prev time.Duration) time.Duration {
+	d := p.Initial
+	if prev > 0 {
+		d = min(prev*2, p.Max)
+	}
+	return d
+}
+
+func (p ReconnectPolicy) jittered(d time.Duration) time.Duration {
+	if p.Jitter == 0 {
+		return d
+	}
+	f := 1 - p.Jitter + 2*p.Jitter*rand.Float64()
+	return time.Duration(float64(d) * f)
+}
+
+// pokeLocked marks t for a re-check and makes sure a runner will do it.
+// Pokes that arrive while the runner works coalesce into one more pass.
+func (s *Service) pokeLocked(t *target) {
+	t.dirty = true
+	if t.running || !s.running || s.ctx.Err() != nil {
+		return
+	}
+	t.running = true
+	s.wg.Add(1)
+	go s.run(t)
+}
+
+// changedLocked tells subscribers and waiters that t's status changed.
+func (s *Service) changedLocked(t *target) {
+	close(t.changed)
+	t.changed = make(chan struct{})
+	for c := range t.cids {
+		s.publishLocked(Event{Type: EventChanged, CID: c})
+	}
+}
+
+// run is a target's runner: it reconciles until nothing is left to do,
+// then exits. Idle targets have no goroutine.
+func (s *Service) run(t *target) {
+	defer s.wg.Done()
+	for {
+		s.mu.Lock()
+		if !t.dirty || s.ctx.Err() != nil {
+			t.running = false
+			s.mu.Unlock()
+			return
+		}
+		t.dirty = false
+		s.mu.Unlock()
+		s.reconcile(t)
+	}
+}
+
+// snapshot is what one reconcile pass decides on.
+type snapshot struct {
+	spec   Spec
+	wanted bool
+	origin origin
+	force  bool
+	due    bool // the backoff allows an attempt now
+	was    bool // connected before this pass
+}
+
+func (s *Service) snapshot(t *target) snapshot {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sn := snapshot{
+		spec:   t.spec,
+		wanted: len(t.cids) > 0,
+		origin: t.origin,
+		force:  t.force,
+		due:    t.force || !s.now().Before(t.nextAttempt),
+		was:    t.connected,
+	}
+	t.force = false
+	return sn
+}
+
+// reconcile makes one pass: observe the host, then connect, disconnect or
+// wait, depending on the desired state.
+func (s *Service) reconcile(t *target) {
+	sn := s.snapshot(t)
+	be := s.opts.Backends[sn.spec.Kind]
+	if be == nil {
+		s.noBackend(t, sn)
+		return
+	}
+
+	octx, cancel := context.WithTimeout(s.ctx, s.opts.ObserveTimeout)
+	obs, oerr := be.Observe(octx, sn.spec)
+	cancel()
+	if s.ctx.Err() != nil {
+		return
+	}
+
+	if !sn.wanted {
+		s.release(t, sn, be, obs, oerr)
+		return
+	}
+
+	if sn.origin == originUnknown && oerr == nil {
+		// First look since the target was managed: what is there already
+		// is adopted and never torn down by storkeep.
+		if !s.decideOrigin(t, sn.spec, obs.Present) {
+			return
+		}
+	}
+	if oerr == nil && obs.Connected {
+		s.setConnected(t, obs)
+		return
+	}
+	if sn.was {
+		lost := obs.Err
+		if lost == nil {
+			lost = NewConnError(ErrNameLost, "%s went away", sn.spec.Target)
+			if oerr != nil {
+				lost = connErrorOf(oerr)
+			}
+		}
+		s.setDown(t, lost, false)
+	}
+	if !sn.due {
+		s.armTimer(t)
+		return
+	}
+	if sn.origin == originUnknown && oerr != nil {
+		// The host could not be read: don't claim a connection that may
+		// already be there. Retry the observation later.
+		s.setFailed(t, connErrorOf(oerr))
+		return
+	}
+
+	s.setConnecting(t)
+	cctx, cancel := context.WithTimeout(s.ctx, s.opts.OpTimeout)
+	obs, err := be.Connect(cctx, sn.spec)
+	cancel()
+	if s.ctx.Err() != nil {
+		return
+	}
+	if err == nil && obs.Connected {
+		s.setConnected(t, obs)
+		return
+	}
+	if err == nil {
+		err = obs.Err
+		if obs.Err == nil {
+			err = NewConnError(ErrNameFailed, "connected, but %s is not usable", sn.spec.Target)
+		}
+	}
+	s.setFailed(t, connErrorOf(err))
+}
+
+// decideOrigin records, durably, whether storkeep found the target already
+// there. It reports false if the record could not be written.
+func (s *Service) decideOrigin(t *target, spec Spec, present bool) bool {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	if err := s.store.PutTarget(spec, present); err != nil {
+		s.setFailed(t, NewConnError("StateWrite", "%v", err))
+		return false
+	}
+	s.mu.Lock()
+	t.origin = originOurs
+	if present {
+		t.origin = originPreexisting
+		s.log.Info("adopted a connection that was already there", "target", string(t.key))
+	}
+	s.changedLocked(t)
+	s.mu.Unlock()
+	return true
+}
+
+// release handles a target no CID refers to: tear it down if storkeep made
+// it, leave it otherwise, and forget it once done.
+func (s *Service) release(t *target, sn snapshot, be Backend, obs Observation, oerr error) {
+	if sn.origin != originOurs {
+		s.forgetTarget(t, sn.origin == originPreexisting)
+		return
+	}
+	if oerr == nil && !obs.Present {
+		s.forgetTarget(t, true)
+		return
+	}
+	if !sn.due {
+		s.armTimer(t)
+		return
+	}
+	s.mu.Lock()
+	t.state = StateDisconnecting
+	s.changedLocked(t)
+	s.mu.Unlock()
+	dctx, cancel := context.WithTimeout(s.ctx, s.opts.OpTimeout)
+	err := be.Disconnect(dctx, sn.spec)
+	cancel()
+	if s.ctx.Err() != nil {
+		return
+	}
+	if err != nil {
+		s.log.Warn("disconnect failed; will retry", "target", string(t.key), "err", err)
+		s.setFailed(t, connErrorOf(err))
+		return
+	}
+	s.log.Info("disconnected", "target", string(t.key))
+	s.forgetTarget(t, true)
+}
+
+// forgetTarget drops a released target from memory and, if it has one, its
+// record from disk, unless a Manage has claimed it again meanwhile.
+func (s *Service) forgetTarget(t *target, hasRecord bool) {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	s.mu.Lock()
+	if len(t.cids) > 0 || s.targets[t.key] != t {
+		s.mu.Unlock()
+		return
+	}
+	delete(s.targets, t.key)
+	if t.timer != nil {
+		t.timer.Stop()
+	}
+	t.connected = false
+	s.changedLocked(t)
+	s.mu.Unlock()
+	if hasRecord {
+		if err := s.store.DeleteTarget(t.key); err != nil {
+			// The record stays; the next start retries the (no-op) release.
+			s.log.Error("could not forget target record", "target", string(t.key), "err", err)
+		}
+	}
+}
+
+func (s *Service) noBackend(t *target, sn snapshot) {
+	if !sn.wanted {
+		s.forgetTarget(t, sn.origin != originUnknown)
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if t.lastErr != nil && t.lastErr.Name == ErrNameNoBackend {
+		return
+	}
+	t.state = StateRetrying
+	t.lastErr = NewConnError(ErrNameNoBackend, "this daemon has no %s backend", sn.spec.Kind)
+	t.lastErrTime = s.now()
+	s.changedLocked(t)
+}
+
+func (s *Service) setConnecting(t *target) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t.state = StateConnecting
+	t.attempts++
+	t.nextAttempt = time.Time{}
+	s.changedLocked(t)
+}
+
+func (s *Service) setConnected(t *target, obs Observation) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(t.cids) == 0 {
+		// Unmanaged while connecting: the release pass follows.
+		t.dirty = true
+	}
+	if t.connected && t.state == StateConnected && infoEqual(t.info, obs.Info) {
+		return
+	}
+	if !t.connected {
+		t.connectedSince = s.now()
+	}
+	t.connected = true
+	t.state = StateConnected
+	t.attempts = 0
+	t.resetBackoff()
+	t.lastErr = nil
+	t.lastErrTime = time.Time{}
+	t.info = obs.Info
+	if t.timer != nil {
+		t.timer.Stop()
+	}
+	s.changedLocked(t)
+}
+
+// setDown records that a connection that was up is down, without
+// scheduling anything.
+func (s *Service) setDown(t *target, err *ConnError, _ bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t.connected = false
+	t.connectedSince = time.Time{}
+	t.state = StateRetrying
+	t.lastErr = err
+	t.lastErrTime = s.now()
+	s.changedLocked(t)
+	s.log.Warn("connection lost", "target", string(t.key), "err", err)
+}
+
+// setFailed records a failed attempt and schedules the next one.
+func (s *Service) setFailed(t *target, err *ConnError) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t.connected = false
+	t.connectedSince = time.Time{}
+	if len(t.cids) > 0 {
+		t.state = StateRetrying
+	} else {
+		t.state = StateDisconnecting
+	}
+	t.lastErr = err
+	t.lastErrTime = s.now()
+	t.backoff = s.opts.Reconnect.next(t.backoff)
+	t.nextAttempt = s.now().Add(s.opts.Reconnect.jittered(t.backoff))
+	s.armTimerLocked(t)
+	s.changedLocked(t)
+}
+
+func (s *Service) armTimer(t *target) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.armTimerLocked(t)
+}
+
+// armTimerLocked pokes t at its next attempt.
+func (s *Service) armTimerLocked(t *target) {
+	if t.timer != nil {
+		t.timer.Stop()
+	}
+	if t.nextAttempt.IsZero() {
+		return
+	}
+	d := t.nextAttempt.Sub(s.now())
+	if d < 0 {
+		d = 0
+	}
+	t.timer = time.AfterFunc(d, func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.targets[t.key] == t {
+			s.pokeLocked(t)
+		}
+	})
+}
+
+func infoEqual(a, b map[string]any) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		w, ok := b[k]
+		if !ok || !valueEqual(v, w) {
+			return false
+		}
+	}
+	return true
+}
+
+func valueEqual(a, b any) bool {
+	switch x := a.(type) {
+	case []string:
+		y, ok := b.([]string)
+		if !ok || len(x) != len(y) {
+			return false
+		}
+		for i := range x {
+			if x[i] != y[i] {
+				return false
+			}
+		}
+		return true
+	default:
+		defer func() { _ = recover() }() // uncomparable values count as different
+		return a == b
+	}
+}
+
+
