@@ -19,6 +19,9 @@ var manageOptions = map[string]string{
 // Manage registers cid for uri; it replies once that is durable.
 func (m manager) Manage(msg godbus.Message, uri, cid string, opts map[string]godbus.Variant) (godbus.ObjectPath, *godbus.Error) {
 	s := m.s
+	if err := checkSignature(msg, "ssa{sv}"); err != nil {
+		return "", err
+	}
 	if err := s.checkOptions("Manage", opts, manageOptions); err != nil {
 		return "", err
 	}
@@ -82,6 +85,9 @@ func applyCHAP(spec *service.Spec, opts map[string]godbus.Variant) *godbus.Error
 // Unmanage forgets cid; it replies once that is durable.
 func (m manager) Unmanage(msg godbus.Message, cid string, opts map[string]godbus.Variant) *godbus.Error {
 	s := m.s
+	if err := checkSignature(msg, "sa{sv}"); err != nil {
+		return err
+	}
 	if err := s.checkOptions("Unmanage", opts, nil); err != nil {
 		return err
 	}
@@ -97,6 +103,9 @@ func (m manager) Unmanage(msg godbus.Message, cid string, opts map[string]godbus
 // UnmanagePrefix forgets every CID that starts with prefix.
 func (m manager) UnmanagePrefix(msg godbus.Message, prefix string, opts map[string]godbus.Variant) ([]string, *godbus.Error) {
 	s := m.s
+	if err := checkSignature(msg, "sa{sv}"); err != nil {
+		return nil, err
+	}
 	if err := s.checkOptions("UnmanagePrefix", opts, nil); err != nil {
 		return nil, err
 	}
@@ -120,8 +129,11 @@ func (m manager) UnmanagePrefix(msg godbus.Message, prefix string, opts map[stri
 var listOptions = map[string]string{OptPrefix: "s", "host": "b"}
 
 // List returns CID -> status for every connection, managed or not.
-func (m manager) List(opts map[string]godbus.Variant) (map[string]map[string]godbus.Variant, *godbus.Error) {
+func (m manager) List(msg godbus.Message, opts map[string]godbus.Variant) (map[string]map[string]godbus.Variant, *godbus.Error) {
 	s := m.s
+	if err := checkSignature(msg, "a{sv}"); err != nil {
+		return nil, err
+	}
 	if err := s.checkOptions("List", opts, listOptions); err != nil {
 		return nil, err
 	}
@@ -156,7 +168,10 @@ func listEntry(st service.Status) map[string]godbus.Variant {
 }
 
 // GetConnection returns the object path of a managed CID.
-func (m manager) GetConnection(cid string) (godbus.ObjectPath, *godbus.Error) {
+func (m manager) GetConnection(msg godbus.Message, cid string) (godbus.ObjectPath, *godbus.Error) {
+	if err := checkSignature(msg, "s"); err != nil {
+		return "", err
+	}
 	if err := m.s.checkString("CID", cid); err != nil {
 		return "", err
 	}

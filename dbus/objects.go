@@ -135,6 +135,9 @@ func (o objectManager) GetManagedObjects() (map[godbus.ObjectPath]map[string]map
 type properties struct{ s *Server }
 
 func (p properties) Get(msg godbus.Message, iface, name string) (godbus.Variant, *godbus.Error) {
+	if err := checkSignature(msg, "ss"); err != nil {
+		return godbus.Variant{}, err
+	}
 	if isRoot(msg) {
 		if (iface == ManagerInterface || iface == "") && name == "Version" {
 			return godbus.MakeVariant(p.s.ver), nil
@@ -160,6 +163,9 @@ func (p properties) Get(msg godbus.Message, iface, name string) (godbus.Variant,
 }
 
 func (p properties) GetAll(msg godbus.Message, iface string) (map[string]godbus.Variant, *godbus.Error) {
+	if err := checkSignature(msg, "s"); err != nil {
+		return nil, err
+	}
 	if isRoot(msg) {
 		if iface == ManagerInterface || iface == "" {
 			return map[string]godbus.Variant{"Version": godbus.MakeVariant(p.s.ver)}, nil
@@ -208,6 +214,9 @@ var noOptions = map[string]string{}
 
 // Wait returns once the connection is up, or Timeout with the last error.
 func (c connection) Wait(msg godbus.Message, timeoutUsec uint64, opts map[string]godbus.Variant) *godbus.Error {
+	if err := checkSignature(msg, "ta{sv}"); err != nil {
+		return err
+	}
 	if err := c.s.checkOptions("Wait", opts, noOptions); err != nil {
 		return err
 	}
@@ -223,6 +232,9 @@ func (c connection) Wait(msg godbus.Message, timeoutUsec uint64, opts map[string
 
 // Reconnect asks for an attempt now.
 func (c connection) Reconnect(msg godbus.Message, opts map[string]godbus.Variant) *godbus.Error {
+	if err := checkSignature(msg, "a{sv}"); err != nil {
+		return err
+	}
 	if err := c.s.checkOptions("Reconnect", opts, noOptions); err != nil {
 		return err
 	}

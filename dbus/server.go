@@ -273,6 +273,17 @@ func (s *Server) checkOptions(method string, opts map[string]godbus.Variant, all
 	return nil
 }
 
+// checkSignature refuses a call whose arguments have other types than the
+// method's: godbus would otherwise convert, say, a uint32 into a string.
+func checkSignature(msg godbus.Message, want string) *godbus.Error {
+	got, _ := msg.Headers[godbus.FieldSignature].Value().(godbus.Signature)
+	if got.String() != want {
+		return godbus.NewError("org.freedesktop.DBus.Error.InvalidArgs",
+			[]any{fmt.Sprintf("arguments of type %q, want %q", got.String(), want)})
+	}
+	return nil
+}
+
 // cidOfPath returns the CID an object path names.
 func cidOfPath(msg godbus.Message) (service.CID, *godbus.Error) {
 	path, _ := msg.Headers[godbus.FieldPath].Value().(godbus.ObjectPath)

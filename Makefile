@@ -1,0 +1,75 @@
+# storkeep: `make build`, `make test`, `make demo`, `make deb`.
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+
+GO ?= go
+ifeq ($(origin VERSION),undefined)
+VERSION := $(shell git describe --tags --always --dirty 2>/dev/null || echo 0.1.0~dev)
+endif
+LDFLAGS := -X main.version=$(VERSION)
+FUZZTIME ?= 60s
+
+# The tests start private dbus-daemons and use gdbus and busctl.
+DEPS_TOOLS := dbus-daemon dbus-send gdbus busctl
+# Debian package of each tool, in the same order.
+DEPS_PKGS := dbus dbus libglib2.0-bin systemd
+
+.PHONY: all build test test-unit test-fast e2e deps bench fuzz deb demo clean
+
+all: build
+
+build:
+	$(GO) build -ldflags '$(LDFLAGS)' -o bin/ ./cmd/storkeepd ./cmd/storkeepctl
+
+# e2e runs only where a test host exists (STORKEEP_E2E set).
+test: test-unit $(if $(STORKEEP_E2E),e2e)
+
+test-unit: deps
+	$(GO) vet ./...
+	$(GO) test -race -count=1 ./...
+
+test-fast:
+	$(GO) test ./...
+
+e2e:
+	@echo "e2e: not wired up yet" >&2
+	@exit 1
+
+# Installs the tools the tests need, with apt and only when one is missing.
+deps:
+	@tools=($(DEPS_TOOLS)); pkgs=($(DEPS_PKGS)); missing=(); \
+	for i in "$${!tools[@]}"; do \
+		command -v "$${tools[$$i]}" >/dev/null 2>&1 || missing+=("$${pkgs[$$i]}"); \
+	done; \
+	if [ "$${#missing[@]}" -gt 0 ]; then \
+		sudo=; [ "$$(id -u)" -eq 0 ] || sudo=sudo; \
+		echo "deps: installing $${missing[*]}"; \
+		$$sudo apt-get update -qq; \
+		$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$${missing[@]}"; \
+	fi
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./... | tee bench.txt
+
+# Runs every fuzz target for FUZZTIME each (go test -fuzz takes one target
+# of one package at a time).
+fuzz:
+	@found=0; \
+	for pkg in $$($(GO) list -f '{{if or .TestGoFiles .XTestGoFiles}}{{.ImportPath}}{{end}}' ./...); do \
+		list=$$($(GO) test -list '^Fuzz' "$$pkg"); \
+		for target in $$(grep '^Fuzz' <<<"$$list" || true); do \
+			found=1; \
+			echo "fuzz: $$pkg $$target for $(FUZZTIME)"; \
+			$(GO) test -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZTIME) "$$pkg"; \
+		done; \
+	done; \
+	[ "$$found" = 1 ] || echo "fuzz: no fuzz targets found"
+
+deb:
+	GO='$(GO)' bash packaging/build-deb.sh '$(VERSION)' dist
+
+demo: build
+	bash packaging/demo.sh
+
+clean:
+	rm -rf bin dist bench.txt
