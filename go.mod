@@ -1,6 +1,6 @@
 module github.com/storkeep/storkeep
 
-go 1.26.8
+go 1.24.0
 
 require (
 	github.com/godbus/dbus/v5 v5.2.4
