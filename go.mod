@@ -1,6 +1,6 @@
 module github.com/storkeep/storkeep
 
-go 1.24.0
+go 1.25.0
 
 require (
 	github.com/godbus/dbus/v5 v5.2.4

@@ -146,6 +146,9 @@ func (m manager) List(msg godbus.Message, opts map[string]godbus.Variant) (map[s
 		withHost = v.Value().(bool)
 	}
 	list := s.svc.List(context.Background(), prefix, withHost)
+	if s.swapReply(msg, "a{sa{sv}}", func(e *wireEncoder) error { return encodeList(e, list) }) {
+		return map[string]map[string]godbus.Variant{}, nil
+	}
 	out := make(map[string]map[string]godbus.Variant, len(list))
 	for _, st := range list {
 		out[st.ID] = listEntry(st)
@@ -153,18 +156,28 @@ func (m manager) List(msg godbus.Message, opts map[string]godbus.Variant) (map[s
 	return out, nil
 }
 
-func listEntry(st service.Status) map[string]godbus.Variant {
-	return map[string]godbus.Variant{
-		ListManaged:          godbus.MakeVariant(st.Managed),
-		ListConnected:        godbus.MakeVariant(st.Connected),
-		ListState:            godbus.MakeVariant(string(st.State)),
-		ListKind:             godbus.MakeVariant(string(st.Kind)),
-		ListURI:              godbus.MakeVariant(st.URI),
-		ListTarget:           godbus.MakeVariant(string(st.Target)),
-		ListLastError:        godbus.MakeVariant(st.LastError),
-		ListLastErrorMessage: godbus.MakeVariant(st.LastErrorMessage),
-		ListConnectionInfo:   godbus.MakeVariant(infoVariants(st.Info)),
+// listValues returns the List dictionary of st.
+func listValues(st service.Status) []kv {
+	return []kv{
+		{ListManaged, st.Managed},
+		{ListConnected, st.Connected},
+		{ListState, string(st.State)},
+		{ListKind, string(st.Kind)},
+		{ListURI, st.URI},
+		{ListTarget, string(st.Target)},
+		{ListLastError, st.LastError},
+		{ListLastErrorMessage, st.LastErrorMessage},
+		{ListConnectionInfo, st.Info},
 	}
+}
+
+func listEntry(st service.Status) map[string]godbus.Variant {
+	vals := listValues(st)
+	out := make(map[string]godbus.Variant, len(vals))
+	for _, p := range vals {
+		out[p.k] = variantOf(p.v)
+	}
+	return out
 }
 
 // GetConnection returns the object path of a managed CID.

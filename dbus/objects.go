@@ -20,61 +20,58 @@ func usec(t time.Time) uint64 {
 	return uint64(t.UnixMicro())
 }
 
-// connProps returns the Connection interface properties of st.
-func connProps(st service.Status) map[string]godbus.Variant {
-	return map[string]godbus.Variant{
-		"CID":              godbus.MakeVariant(st.ID),
-		"URI":              godbus.MakeVariant(st.URI),
-		"Kind":             godbus.MakeVariant(string(st.Kind)),
-		"Target":           godbus.MakeVariant(string(st.Target)),
-		"Managed":          godbus.MakeVariant(st.Managed),
-		"Connected":        godbus.MakeVariant(st.Connected),
-		"State":            godbus.MakeVariant(string(st.State)),
-		"Preexisting":      godbus.MakeVariant(st.Preexisting),
-		"LastError":        godbus.MakeVariant(st.LastError),
-		"LastErrorMessage": godbus.MakeVariant(st.LastErrorMessage),
-		"LastErrorTime":    godbus.MakeVariant(usec(st.LastErrorTime)),
-		"ConnectedSince":   godbus.MakeVariant(usec(st.ConnectedSince)),
-		"Attempts":         godbus.MakeVariant(st.Attempts),
-		"NextAttempt":      godbus.MakeVariant(usec(st.NextAttempt)),
-		"ConnectionInfo":   godbus.MakeVariant(infoVariants(st.Info)),
+// kv is one named value of a property set or status dictionary, in a
+// fixed order, as plain Go values (the wire encoder writes them directly).
+type kv struct {
+	k string
+	v any
+}
+
+// connValues returns the Connection interface properties of st.
+func connValues(st service.Status) []kv {
+	return []kv{
+		{"CID", st.ID},
+		{"URI", st.URI},
+		{"Kind", string(st.Kind)},
+		{"Target", string(st.Target)},
+		{"Managed", st.Managed},
+		{"Connected", st.Connected},
+		{"State", string(st.State)},
+		{"Preexisting", st.Preexisting},
+		{"LastError", st.LastError},
+		{"LastErrorMessage", st.LastErrorMessage},
+		{"LastErrorTime", usec(st.LastErrorTime)},
+		{"ConnectedSince", usec(st.ConnectedSince)},
+		{"Attempts", st.Attempts},
+		{"NextAttempt", usec(st.NextAttempt)},
+		{"ConnectionInfo", st.Info},
 	}
 }
 
-// connProp returns one Connection property without building the others:
-// Get is the hottest call on the bus.
+// variantOf wraps a value of connValues or listValues for godbus.
+func variantOf(v any) godbus.Variant {
+	if info, ok := v.(map[string]any); ok {
+		return godbus.MakeVariant(infoVariants(info))
+	}
+	return godbus.MakeVariant(v)
+}
+
+// connProps returns the Connection interface properties of st.
+func connProps(st service.Status) map[string]godbus.Variant {
+	vals := connValues(st)
+	out := make(map[string]godbus.Variant, len(vals))
+	for _, p := range vals {
+		out[p.k] = variantOf(p.v)
+	}
+	return out
+}
+
+// connProp returns one Connection property.
 func connProp(st service.Status, name string) (godbus.Variant, bool) {
-	switch name {
-	case "CID":
-		return godbus.MakeVariant(st.ID), true
-	case "URI":
-		return godbus.MakeVariant(st.URI), true
-	case "Kind":
-		return godbus.MakeVariant(string(st.Kind)), true
-	case "Target":
-		return godbus.MakeVariant(string(st.Target)), true
-	case "Managed":
-		return godbus.MakeVariant(st.Managed), true
-	case "Connected":
-		return godbus.MakeVariant(st.Connected), true
-	case "State":
-		return godbus.MakeVariant(string(st.State)), true
-	case "Preexisting":
-		return godbus.MakeVariant(st.Preexisting), true
-	case "LastError":
-		return godbus.MakeVariant(st.LastError), true
-	case "LastErrorMessage":
-		return godbus.MakeVariant(st.LastErrorMessage), true
-	case "LastErrorTime":
-		return godbus.MakeVariant(usec(st.LastErrorTime)), true
-	case "ConnectedSince":
-		return godbus.MakeVariant(usec(st.ConnectedSince)), true
-	case "Attempts":
-		return godbus.MakeVariant(st.Attempts), true
-	case "NextAttempt":
-		return godbus.MakeVariant(usec(st.NextAttempt)), true
-	case "ConnectionInfo":
-		return godbus.MakeVariant(infoVariants(st.Info)), true
+	for _, p := range connValues(st) {
+		if p.k == name {
+			return variantOf(p.v), true
+		}
 	}
 	return godbus.Variant{}, false
 }
@@ -119,8 +116,11 @@ func interfaceNames() []string {
 type objectManager struct{ s *Server }
 
 // GetManagedObjects returns every connection object with its properties.
-func (o objectManager) GetManagedObjects() (map[godbus.ObjectPath]map[string]map[string]godbus.Variant, *godbus.Error) {
+func (o objectManager) GetManagedObjects(msg godbus.Message) (map[godbus.ObjectPath]map[string]map[string]godbus.Variant, *godbus.Error) {
 	list := o.s.svc.List(context.Background(), "", false)
+	if o.s.swapReply(msg, "a{oa{sa{sv}}}", func(e *wireEncoder) error { return encodeManagedObjects(e, list) }) {
+		return map[godbus.ObjectPath]map[string]map[string]godbus.Variant{}, nil
+	}
 	out := make(map[godbus.ObjectPath]map[string]map[string]godbus.Variant, len(list))
 	for _, st := range list {
 		if st.Managed {

@@ -48,9 +48,27 @@ type Options struct {
 	Limits     Limits
 }
 
+// Conn is a bus connection made by Connect. Big replies on it are
+// encoded by storkeep itself rather than by godbus.
+type Conn struct {
+	*godbus.Conn
+	swap *replySwapper
+}
+
+// Connect connects to a bus: "system", "session", or a D-Bus address such
+// as unix:path=/run/x.
+func Connect(bus string) (*Conn, error) {
+	c, sw, err := dial(bus)
+	if err != nil {
+		return nil, err
+	}
+	return &Conn{Conn: c, swap: sw}, nil
+}
+
 // Server serves API v1 on one bus connection.
 type Server struct {
 	conn *godbus.Conn
+	swap *replySwapper
 	svc  *service.Service
 	auth Authorizer
 	log  *slog.Logger
@@ -63,7 +81,8 @@ type Server struct {
 
 // NewServer exports the API on conn. It does not request the bus name:
 // call Serve, which also sends the change signals.
-func NewServer(conn *godbus.Conn, opts Options) (*Server, error) {
+func NewServer(c *Conn, opts Options) (*Server, error) {
+	conn := c.Conn
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -76,7 +95,7 @@ func NewServer(conn *godbus.Conn, opts Options) (*Server, error) {
 	if opts.Limits.MaxWait <= 0 {
 		opts.Limits.MaxWait = time.Hour
 	}
-	s := &Server{conn: conn, svc: opts.Service, auth: opts.Authorizer, log: opts.Logger,
+	s := &Server{conn: conn, swap: c.swap, svc: opts.Service, auth: opts.Authorizer, log: opts.Logger,
 		ver: opts.Version, lim: opts.Limits, emitted: make(map[service.CID]service.Status)}
 	exports := []struct {
 		v       any
@@ -176,6 +195,26 @@ func (s *Server) signal(path godbus.ObjectPath, name string, args ...any) {
 	if err := s.conn.Emit(path, name, args...); err != nil {
 		s.log.Warn("signal not sent", "signal", name, "err", err)
 	}
+}
+
+// swapReply encodes the reply to msg with enc and arranges for it to
+// replace the placeholder the handler then returns. It reports false when
+// the caller must build the reply the ordinary way.
+func (s *Server) swapReply(msg godbus.Message, signature string, enc func(*wireEncoder) error) bool {
+	if s.swap == nil || msg.Flags&godbus.FlagNoReplyExpected != 0 {
+		return false
+	}
+	sender, ok := msg.Headers[godbus.FieldSender].Value().(string)
+	if !ok {
+		return false
+	}
+	var e wireEncoder
+	if err := enc(&e); err != nil || len(e.b) > maxSwappedBodySize {
+		s.log.Debug("reply encoded by godbus", "reason", err)
+		return false
+	}
+	s.swap.register(sender, msg.Serial(), signature, e.b)
+	return true
 }
 
 // authorize asks the Authorizer and logs the decision.

@@ -10,11 +10,8 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
-
-	godbus "github.com/godbus/dbus/v5"
 
 	"github.com/storkeep/storkeep/backends/iscsi"
 	"github.com/storkeep/storkeep/backends/nfs"
@@ -112,7 +109,7 @@ func run() error {
 		return err
 	}
 
-	conn, err := dialBus(f.bus)
+	conn, err := skdbus.Connect(f.bus)
 	if err != nil {
 		return err
 	}
@@ -120,7 +117,7 @@ func run() error {
 
 	srv, err := skdbus.NewServer(conn, skdbus.Options{
 		Service: svc,
-		Authorizer: policy.RootOnly{Conn: conn, Log: log.With("component", "policy"),
+		Authorizer: policy.RootOnly{Conn: conn.Conn, Log: log.With("component", "policy"),
 			AllowUID: int64(os.Getuid())},
 		Logger:  log.With("component", "dbus"),
 		Version: version,
@@ -145,29 +142,6 @@ func run() error {
 	}
 	log.Info("stopped; connections are left as they are")
 	return nil
-}
-
-// dialBus connects to the bus named by the --bus flag.
-func dialBus(bus string) (*godbus.Conn, error) {
-	var (
-		conn *godbus.Conn
-		err  error
-	)
-	switch bus {
-	case "system":
-		conn, err = godbus.ConnectSystemBus()
-	case "session":
-		conn, err = godbus.ConnectSessionBus()
-	default:
-		if !strings.Contains(bus, ":") {
-			return nil, fmt.Errorf("--bus %q: want system, session or a D-Bus address such as unix:path=/run/x", bus)
-		}
-		conn, err = godbus.Connect(bus)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("connect to the %s bus: %w", bus, err)
-	}
-	return conn, nil
 }
 
 func newLogger(level string) *slog.Logger {
