@@ -1,0 +1,111 @@
+package dbus
+
+import (
+	"bytes"
+	"reflect"
+	"testing"
+	"time"
+
+	godbus "github.com/godbus/dbus/v5"
+
+	"github.com/storkeep/storkeep/service"
+)
+
+func testStatuses() []service.Status {
+	return []service.Status{
+		{ID: "a", Managed: true, Kind: service.KindNFS, URI: "nfs://h/e", Target: "nfs://h/e",
+			State: service.StateRetrying, LastError: "Lost", LastErrorMessage: "gone",
+			LastErrorTime: time.UnixMicro(1700000000000001), Attempts: 3,
+			Info: map[string]any{"server": "h", "port": uint16(2049), "lun": int32(1),
+				"devices": []string{"/dev/sda", "/dev/sdb"}, "chap": true, "big": uint64(1 << 40)}},
+		{ID: "vm1 disk\n", Managed: true, Kind: service.KindISCSI, State: service.StateConnected,
+			Connected: true, Info: map[string]any{}},
+		{ID: "unmanaged/x", Info: map[string]any{"path": "/var/lib/storkeep/cids/x.toml"}},
+	}
+}
+
+// decodeBody wraps body in a whole reply message and lets godbus decode it,
+// so the wire encoder is checked against an independent decoder.
+func decodeBody(t *testing.T, sig string, body []byte) []any {
+	t.Helper()
+	msg, err := replyMessage(7, 42, 0, ":1.5", sig, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, ok := parseReplyHeader(msg)
+	if !ok || h.serial != 7 || h.replySerial != 42 || h.dest != ":1.5" {
+		t.Fatalf("parseReplyHeader = %+v, %v", h, ok)
+	}
+	m, err := godbus.DecodeMessage(bytes.NewReader(msg))
+	if err != nil {
+		t.Fatalf("godbus cannot decode our message: %v", err)
+	}
+	return m.Body
+}
+
+func TestEncodeListMatchesGodbus(t *testing.T) {
+	list := testStatuses()
+	var e wireEncoder
+	if err := encodeList(&e, list); err != nil {
+		t.Fatal(err)
+	}
+	body := decodeBody(t, "a{sa{sv}}", e.b)
+	got := body[0].(map[string]map[string]godbus.Variant)
+	for _, st := range list {
+		want := listEntry(st)
+		if !reflect.DeepEqual(fmtVariants(got[st.ID]), fmtVariants(want)) {
+			t.Errorf("%q:\n got %v\nwant %v", st.ID, got[st.ID], want)
+		}
+	}
+}
+
+func TestEncodeManagedObjectsMatchesGodbus(t *testing.T) {
+	list := testStatuses()
+	var e wireEncoder
+	if err := encodeManagedObjects(&e, list); err != nil {
+		t.Fatal(err)
+	}
+	body := decodeBody(t, "a{oa{sa{sv}}}", e.b)
+	got := body[0].(map[godbus.ObjectPath]map[string]map[string]godbus.Variant)
+	if len(got) != 2 {
+		t.Fatalf("%d objects, want the 2 managed ones", len(got))
+	}
+	for _, st := range list[:2] {
+		want := interfacesOf(st)
+		g := got[ConnectionPath(st.ID)]
+		for iface := range want {
+			if !reflect.DeepEqual(fmtVariants(g[iface]), fmtVariants(want[iface])) {
+				t.Errorf("%s %s:\n got %v\nwant %v", st.ID, iface, g[iface], want[iface])
+			}
+		}
+	}
+}
+
+func TestEncodeRefusesWhatItCannotWrite(t *testing.T) {
+	var e wireEncoder
+	bad := []service.Status{{ID: "x", Info: map[string]any{"f": 1.5}}}
+	if err := encodeList(&e, bad); err == nil {
+		t.Error("a float64 was encoded; the caller should fall back to godbus")
+	}
+	e = wireEncoder{}
+	if err := encodeList(&e, []service.Status{{ID: "bad\xff"}}); err == nil {
+		t.Error("invalid UTF-8 was encoded")
+	}
+}
+
+func TestParseReplyHeaderIgnoresOtherMessages(t *testing.T) {
+	for _, p := range [][]byte{nil, []byte("AUTH EXTERNAL 30\r\n"), []byte("BEGIN\r\n"), {'l', 1, 0, 1, 0, 0, 0, 0}} {
+		if _, ok := parseReplyHeader(p); ok {
+			t.Errorf("%q parsed as a reply", p)
+		}
+	}
+}
+
+// fmtVariants compares variants by their text form (signature and value).
+func fmtVariants(m map[string]godbus.Variant) map[string]string {
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		out[k] = v.Signature().String() + " " + v.String()
+	}
+	return out
+}
