@@ -24,7 +24,7 @@ import (
 
 const testVersion = "9.9.9-test"
 
-var daemonBin string
+var daemonBin, ctlBin string
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "storkeepd-bin-")
@@ -40,6 +40,13 @@ func TestMain(m *testing.M) {
 	build.Stdout, build.Stderr = os.Stdout, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "build storkeepd:", err)
+		os.Exit(1)
+	}
+	ctlBin = filepath.Join(dir, "storkeepctl")
+	build = exec.Command("go", "build", "-o", ctlBin, "../storkeepctl")
+	build.Stdout, build.Stderr = os.Stdout, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build storkeepctl:", err)
 		os.Exit(1)
 	}
 	code := m.Run()
