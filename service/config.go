@@ -6,6 +6,8 @@ import (
 	"io/fs"
 	"os"
 	"time"
+
+	"github.com/pelletier/go-toml/v2"
 )
 
 // Config is the daemon's TOML configuration (/etc/storkeep/storkeep.toml).
@@ -65,6 +67,18 @@ func LoadConfig(path string, optional bool) (Config, error) {
 	}
 	if err := decodeStrict(data, &c); err != nil {
 		return c, fmt.Errorf("config %s: %w", path, err)
+	}
+	// A bare number decodes into a Duration as nanoseconds: refuse it.
+	var raw struct {
+		Reconnect map[string]any `toml:"reconnect"`
+	}
+	_ = toml.Unmarshal(data, &raw)
+	for _, k := range []string{"initial_backoff", "max_backoff"} {
+		if v, ok := raw.Reconnect[k]; ok {
+			if _, isText := v.(string); !isText {
+				return c, fmt.Errorf("config %s: reconnect.%s = %v: write a duration with its unit, such as \"5s\"", path, k, v)
+			}
+		}
 	}
 	switch c.Daemon.LogLevel {
 	case "", "debug", "info", "warn", "error":

@@ -85,6 +85,9 @@ type Service struct {
 	// writeMu serializes every change of the desired state together with
 	// its write to disk, so that the disk and memory agree in order.
 	writeMu sync.Mutex
+	// recordMu orders the writes and removals of target records (origin
+	// decisions and releases), which never wait behind client calls.
+	recordMu sync.Mutex
 
 	mu      sync.RWMutex // guards all following fields
 	cids    map[CID]*cidEntry
@@ -149,6 +152,9 @@ func (s *Service) load() error {
 	st, err := s.store.Load()
 	if err != nil {
 		return fmt.Errorf("load state from %s: %w", s.store.Dir(), err)
+	}
+	for _, msg := range st.Tightened {
+		s.log.Warn("state file was readable by others; tightened", "what", msg)
 	}
 	for _, b := range st.Bad {
 		s.log.Error("state file skipped", "path", b.Path, "err", b.Err)

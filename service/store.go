@@ -197,6 +197,8 @@ type Loaded struct {
 	CIDs    []LoadedCID
 	Targets []LoadedTarget
 	Bad     []BadFile
+	// Tightened lists files whose looser permissions Load fixed.
+	Tightened []string
 }
 
 // Load reads the state back. It first finishes an interrupted prefix
@@ -205,6 +207,14 @@ type Loaded struct {
 // in State.Bad and skipped; it is never fatal and never deleted.
 func (st *Store) Load() (Loaded, error) {
 	var s Loaded
+	// A journal write cut short leaves its temporary file in the root.
+	if ents, err := os.ReadDir(st.dir); err == nil {
+		for _, e := range ents {
+			if strings.HasPrefix(e.Name(), ".tmp-") {
+				_ = os.Remove(filepath.Join(st.dir, e.Name()))
+			}
+		}
+	}
 	jpath := filepath.Join(st.dir, "unmanage.journal")
 	if data, err := os.ReadFile(jpath); err == nil {
 		var j journalFile
@@ -292,8 +302,9 @@ func (st *Store) eachFile(sub string, s *Loaded, fn func(path string, data []byt
 		}
 		if info, err := e.Info(); err == nil && info.Mode().Perm()&0o077 != 0 {
 			// Secrets may be inside: tighten first, then report.
+			// Its content may still be sound: it is loaded, and reported.
 			_ = os.Chmod(path, 0o600)
-			s.Bad = append(s.Bad, BadFile{Path: path, Err: fmt.Errorf("mode was %#o, tightened to 0600", info.Mode().Perm())})
+			s.Tightened = append(s.Tightened, fmt.Sprintf("%s: mode was %#o, tightened to 0600", path, info.Mode().Perm()))
 		}
 		data, err := os.ReadFile(path)
 		if err == nil {
@@ -310,11 +321,7 @@ func decodeStrict(data []byte, v any) error {
 	d := toml.NewDecoder(bytes.NewReader(data))
 	d.DisallowUnknownFields()
 	if err := d.Decode(v); err != nil {
-		var de *toml.DecodeError
-		if errors.As(err, &de) {
-			row, col := de.Position()
-			return fmt.Errorf("line %d column %d: %s", row, col, de.Error())
-		}
+		// StrictMissingError unwraps to DecodeErrors: test for it first.
 		var sme *toml.StrictMissingError
 		if errors.As(err, &sme) && len(sme.Errors) > 0 {
 			var msgs []string
@@ -323,6 +330,11 @@ func decodeStrict(data []byte, v any) error {
 				msgs = append(msgs, fmt.Sprintf("line %d column %d: unknown key %q", row, col, strings.Join(e.Key(), ".")))
 			}
 			return errors.New(strings.Join(msgs, "; "))
+		}
+		var de *toml.DecodeError
+		if errors.As(err, &de) {
+			row, col := de.Position()
+			return fmt.Errorf("line %d column %d: %s", row, col, de.Error())
 		}
 		return err
 	}

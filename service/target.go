@@ -227,8 +227,11 @@ func (s *Service) reconcile(t *target) {
 // decideOrigin records, durably, whether storkeep found the target already
 // there. It reports false if the record could not be written.
 func (s *Service) decideOrigin(t *target, spec Spec, present bool) bool {
-	s.writeMu.Lock()
-	defer s.writeMu.Unlock()
+	s.recordMu.Lock()
+	defer s.recordMu.Unlock()
+	if s.ctx.Err() != nil {
+		return false
+	}
 	if err := s.store.PutTarget(spec, present); err != nil {
 		s.setFailed(t, NewConnError("StateWrite", "%v", err))
 		return false
@@ -260,7 +263,14 @@ func (s *Service) release(t *target, sn snapshot, be Backend, obs Observation, o
 		return
 	}
 	s.mu.Lock()
+	if len(t.cids) > 0 {
+		// Managed again since the snapshot: the next pass keeps it.
+		s.mu.Unlock()
+		return
+	}
 	t.state = StateDisconnecting
+	t.connected = false // being torn down: not usable, whatever the outcome
+	t.connectedSince = time.Time{}
 	s.changedLocked(t)
 	s.mu.Unlock()
 	dctx, cancel := context.WithTimeout(s.ctx, s.opts.OpTimeout)
@@ -281,8 +291,10 @@ func (s *Service) release(t *target, sn snapshot, be Backend, obs Observation, o
 // forgetTarget drops a released target from memory and, if it has one, its
 // record from disk, unless a Manage has claimed it again meanwhile.
 func (s *Service) forgetTarget(t *target, hasRecord bool) {
-	s.writeMu.Lock()
-	defer s.writeMu.Unlock()
+	// A Manage that claims the key again after the target left the map
+	// makes a new target, whose origin record waits for this removal.
+	s.recordMu.Lock()
+	defer s.recordMu.Unlock()
 	s.mu.Lock()
 	if len(t.cids) > 0 || s.targets[t.key] != t {
 		s.mu.Unlock()
@@ -445,5 +457,3 @@ func valueEqual(a, b any) bool {
 		return a == b
 	}
 }
-
-

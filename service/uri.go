@@ -135,7 +135,7 @@ func splitScheme(raw string) (Kind, string, error) {
 	if i <= 0 {
 		return "", "", uriErrorf("missing scheme (want nfs:// or iscsi://)")
 	}
-	// Only quoteFragment a well-formed scheme: text before a ':' may be user info
+	// Only quote a well-formed scheme: text before a ':' may be user info
 	// ("user:password@host") when the scheme was left out.
 	scheme := raw[:i]
 	if !validScheme(scheme) {
@@ -798,8 +798,12 @@ func nfsURI(target string, n *NFSSpec) string {
 	if n.Version == "" && n.Timeo == 0 && n.Retrans == 0 && len(n.Options) == 0 {
 		return target
 	}
+	size := len(target) + len("?vers=4.2&timeo=6000&retrans=100")
+	for _, opt := range n.Options {
+		size += 1 + 3*len(opt) // worst case: every byte encoded
+	}
 	var b strings.Builder
-	b.Grow(len(target) + 64 + 4*len(n.Options)*8)
+	b.Grow(size)
 	b.WriteString(target)
 	sep := byte('?')
 	param := func(name, value string) {

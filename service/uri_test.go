@@ -393,12 +393,12 @@ func TestParseURINeverEchoesCredentials(t *testing.T) {
 		"NFS://user:s3cr3t@h/x#frag",
 		"nfs://user:s3cr3t@h/x?vers=9",
 		"nfs://[user:s3cr3t@h]/x",
-		"nfs://user:s3cr3t/x@h/x",       // password holding '/': port is not quoted
-		"nfs://user:s3cr3t%40h/x",       // encoded '@'
-		"nfs://user%3As3cr3t%40h/x",     // all of it encoded: host is not quoted
-		"nfs://user:s3cr3t:x@h/x",       // extra colon
-		"nfs://[user:s3cr3t]/x",         // in brackets
-		"nfs://user:s3cr3t\n@h/x",       // control character
+		"nfs://user:s3cr3t/x@h/x",   // password holding '/': port is not quoted
+		"nfs://user:s3cr3t%40h/x",   // encoded '@'
+		"nfs://user%3As3cr3t%40h/x", // all of it encoded: host is not quoted
+		"nfs://user:s3cr3t:x@h/x",   // extra colon
+		"nfs://[user:s3cr3t]/x",     // in brackets
+		"nfs://user:s3cr3t\n@h/x",   // control character
 		"nfs://user:s3cr3t@h/" + strings.Repeat("a", 5000),
 		"iscsi://user:s3cr3t@h/" + iqn,
 		"iscsi://s3cr3t@h/" + iqn,

@@ -1,0 +1,189 @@
+package service
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestLoadConfig(t *testing.T) {
+	tests := []struct {
+		name    string
+		content string // "" means no file
+		want    Config
+		wantErr string // in the error; "" when valid
+	}{
+		{name: "empty file", content: "\n", want: Config{}},
+		{name: "everything", content: `
+[daemon]
+log_level = "debug"
+
+[limits]
+max_cids = 500
+max_options = 16
+
+[reconnect]
+initial_backoff = "250ms"
+max_backoff = "1m30s"
+`, want: Config{
+			Daemon:    DaemonConfig{LogLevel: "debug"},
+			Limits:    LimitsConfig{MaxCIDs: 500, MaxOptions: 16},
+			Reconnect: ReconnectConfig{InitialBackoff: Duration(250 * time.Millisecond), MaxBackoff: Duration(90 * time.Second)},
+		}},
+		{name: "every log level", content: "[daemon]\nlog_level = 'error'\n", want: Config{Daemon: DaemonConfig{LogLevel: "error"}}},
+
+		// Unknown keys, with line and column.
+		{name: "unknown key", content: "[daemon]\nlog_level = \"info\"\ncolour = \"blue\"\n",
+			wantErr: `line 3 column 1: unknown key "daemon.colour"`},
+		{name: "unknown table", content: "[limits]\nmax_cids = 1\n\n[reconect]\ninitial_backoff = \"1s\"\n",
+			wantErr: `line 4 column 2: unknown key "reconect"`},
+		{name: "unknown top-level key", content: "  log_level = \"info\"\n",
+			wantErr: `line 1 column 3: unknown key "log_level"`},
+		{name: "two unknown keys", content: "a = 1\n[daemon]\nb = 2\n",
+			wantErr: `line 1 column 1: unknown key "a"; line 3 column 1: unknown key "daemon.b"`},
+
+		// Durations.
+		{name: "duration without unit", content: "[reconnect]\ninitial_backoff = \"5\"\n",
+			wantErr: `line 2 column 19: toml: time: missing unit in duration "5"`},
+		{name: "duration unknown unit", content: "[reconnect]\nmax_backoff = \"5 parsecs\"\n",
+			wantErr: `line 2 column 15: toml: time: unknown unit`},
+		{name: "negative duration", content: "[reconnect]\ninitial_backoff = \"-1s\"\n",
+			wantErr: `duration "-1s" is negative`},
+		{name: "duration as a bare integer", content: "[reconnect]\ninitial_backoff = 5\n",
+			wantErr: `reconnect.initial_backoff = 5: write a duration with its unit`},
+		{name: "max duration as a bare integer", content: "[reconnect]\ninitial_backoff = '1s'\nmax_backoff = 60\n",
+			wantErr: `reconnect.max_backoff = 60: write a duration with its unit`},
+		{name: "duration as a float", content: "[reconnect]\nmax_backoff = 1.5\n",
+			wantErr: "duration"},
+		{name: "duration as a bool", content: "[reconnect]\nmax_backoff = true\n",
+			wantErr: "invalid duration"},
+
+		// Other values.
+		{name: "bad log level", content: "[daemon]\nlog_level = \"loud\"\n",
+			wantErr: `daemon.log_level "loud": want debug, info, warn or error`},
+		{name: "log level case", content: "[daemon]\nlog_level = \"INFO\"\n",
+			wantErr: `daemon.log_level "INFO"`},
+		{name: "negative limit", content: "[limits]\nmax_cids = -1\n",
+			wantErr: "limits must not be negative"},
+		{name: "limit of the wrong type", content: "[limits]\nmax_options = \"64\"\n",
+			wantErr: "line 2 column 15"},
+		{name: "torn", content: "[daemon\nlog_level = \"info\"\n",
+			wantErr: "line 1"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			// Arrange
+			path := filepath.Join(t.TempDir(), "storkeep.toml")
+			if err := os.WriteFile(path, []byte(tc.content), 0o644); err != nil {
+				t.Fatal(err)
+			}
+
+			// Act
+			got, err := LoadConfig(path, false)
+
+			// Assert
+			if tc.wantErr == "" {
+				if err != nil {
+					t.Fatalf("LoadConfig = %v; want nil", err)
+				}
+				if got != tc.want {
+					t.Errorf("LoadConfig = %+v; want %+v", got, tc.want)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("LoadConfig = %+v, nil; want an error saying %q", got, tc.wantErr)
+			}
+			if !strings.Contains(err.Error(), tc.wantErr) || !strings.Contains(err.Error(), path) {
+				t.Errorf("LoadConfig error = %q; want the path and %q", err, tc.wantErr)
+			}
+		})
+	}
+}
+
+func TestLoadConfigMissingFile(t *testing.T) {
+	tests := []struct {
+		name     string
+		optional bool
+		wantErr  bool
+	}{
+		{"optional", true, false},
+		{"explicit", false, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "absent.toml")
+
+			got, err := LoadConfig(path, tc.optional)
+
+			if tc.wantErr {
+				if !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), path) {
+					t.Errorf("LoadConfig(missing, explicit) = %v; want a not-exist error naming the path", err)
+				}
+				return
+			}
+			if err != nil || got != (Config{}) {
+				t.Errorf("LoadConfig(missing, optional) = %+v, %v; want the zero Config, nil", got, err)
+			}
+		})
+	}
+}
+
+func TestLoadConfigUnreadableOptionalFileIsAnError(t *testing.T) {
+	// Only a missing optional file is the default; a directory is not.
+	path := t.TempDir()
+
+	_, err := LoadConfig(path, true)
+
+	if err == nil {
+		t.Error("LoadConfig(a directory, optional) = nil; want an error")
+	}
+}
+
+func TestZeroConfigMeansDocumentedDefaults(t *testing.T) {
+	// The zero Config leaves every default to Options; these are the
+	// defaults the Config fields document.
+	var c Config
+
+	p := ReconnectPolicy{
+		Initial: time.Duration(c.Reconnect.InitialBackoff),
+		Max:     time.Duration(c.Reconnect.MaxBackoff),
+	}.withDefaults()
+	ts := newTestService(t, notRunning(), withMaxCIDs(c.Limits.MaxCIDs))
+
+	if p.Initial != time.Second || p.Max != 60*time.Second || p.Jitter != 0.2 {
+		t.Errorf("default reconnect policy = %+v; want 1s, 60s, jitter 0.2", p)
+	}
+	if ts.svc.opts.MaxCIDs != 100000 {
+		t.Errorf("default MaxCIDs = %d; want 100000", ts.svc.opts.MaxCIDs)
+	}
+}
+
+func TestDurationText(t *testing.T) {
+	tests := []struct {
+		text string
+		want time.Duration
+	}{
+		{"0s", 0},
+		{"1.5s", 1500 * time.Millisecond},
+		{"2h45m", 2*time.Hour + 45*time.Minute},
+		{"90s", 90 * time.Second},
+	}
+	for _, tc := range tests {
+		t.Run(tc.text, func(t *testing.T) {
+			var d Duration
+			if err := d.UnmarshalText([]byte(tc.text)); err != nil || time.Duration(d) != tc.want {
+				t.Fatalf("UnmarshalText(%q) = %v, %v; want %v", tc.text, time.Duration(d), err, tc.want)
+			}
+			out, err := d.MarshalText()
+			var back Duration
+			if err != nil || back.UnmarshalText(out) != nil || back != d {
+				t.Errorf("MarshalText = %q, %v; want text that reads back as %v", out, err, tc.want)
+			}
+		})
+	}
+}
