@@ -71,4 +71,3 @@ func (b *Backend) checkSystemd(ctx context.Context) error {
 	}
 	return nil
 }
-
