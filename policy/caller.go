@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync"
 
 	godbus "github.com/godbus/dbus/v5"
 
@@ -52,11 +53,50 @@ type RootOnly struct {
 	// AllowUID is a second uid that may change things (the daemon's own
 	// uid when it is not root); -1 for none.
 	AllowUID int64
+	// Callers caches credentials; nil asks the bus every time.
+	Callers *CallerCache
+}
+
+// CallerCache remembers the credentials of unique bus names. A unique name
+// is never reused while the bus runs and its process and uid cannot
+// change, so an entry never goes stale; the cache only bounds its size.
+type CallerCache struct {
+	mu sync.Mutex // guards m
+	m  map[string]Caller
+}
+
+// NewCallerCache returns an empty cache.
+func NewCallerCache() *CallerCache { return &CallerCache{m: make(map[string]Caller)} }
+
+const callerCacheMax = 4096
+
+// Lookup returns the credentials of sender, asking the bus on a miss.
+func (cc *CallerCache) Lookup(ctx context.Context, conn *godbus.Conn, sender string) (Caller, error) {
+	if cc == nil {
+		return LookupCaller(ctx, conn, sender)
+	}
+	cc.mu.Lock()
+	c, ok := cc.m[sender]
+	cc.mu.Unlock()
+	if ok {
+		return c, nil
+	}
+	c, err := LookupCaller(ctx, conn, sender)
+	if err != nil {
+		return c, err
+	}
+	cc.mu.Lock()
+	if len(cc.m) >= callerCacheMax {
+		clear(cc.m)
+	}
+	cc.m[sender] = c
+	cc.mu.Unlock()
+	return c, nil
 }
 
 // Authorize implements dbus.Authorizer.
 func (r RootOnly) Authorize(ctx context.Context, sender, action string) error {
-	c, err := LookupCaller(ctx, r.Conn, sender)
+	c, err := r.Callers.Lookup(ctx, r.Conn, sender)
 	if err != nil {
 		r.Log.Warn("authorization failed: unknown caller", "action", action, "sender", sender, "err", err)
 		return fmt.Errorf("%w: %s: could not identify the caller: %v", skdbus.ErrNotAuthorized, action, err)

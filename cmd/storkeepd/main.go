@@ -118,7 +118,7 @@ func run() error {
 	srv, err := skdbus.NewServer(conn, skdbus.Options{
 		Service: svc,
 		Authorizer: policy.RootOnly{Conn: conn.Conn, Log: log.With("component", "policy"),
-			AllowUID: int64(os.Getuid())},
+			AllowUID: int64(os.Getuid()), Callers: policy.NewCallerCache()},
 		Logger:  log.With("component", "dbus"),
 		Version: version,
 		Limits:  skdbus.Limits{MaxOptions: cfg.Limits.MaxOptions},
