@@ -14,7 +14,7 @@ DEPS_TOOLS := dbus-daemon dbus-send gdbus busctl
 # Debian package of each tool, in the same order.
 DEPS_PKGS := dbus dbus libglib2.0-bin systemd
 
-.PHONY: all build test test-unit test-fast e2e deps bench fuzz deb demo clean
+.PHONY: all build test test-unit test-fast testhost e2e deps bench fuzz deb demo clean
 
 all: build
 
@@ -31,9 +31,20 @@ test-unit: deps
 test-fast:
 	$(GO) test ./...
 
-e2e:
-	@echo "e2e: not wired up yet" >&2
-	@exit 1
+# The test host: a User-mode Linux guest with systemd, nfsd, tgt and
+# iscsiadm (testhost/README.md). Built once, cached by its recipe.
+testhost:
+	bash testhost/build.sh
+
+E2E_DIR := dist/e2e
+# Builds the .deb and the suite, boots the test host, installs the package
+# there and runs the suite against the packaged service.
+e2e: deb
+	rm -rf $(E2E_DIR) && mkdir -p $(E2E_DIR)
+	cp "$$(ls -t dist/storkeep_*.deb | head -n1)" $(E2E_DIR)/storkeep.deb
+	CGO_ENABLED=0 $(GO) test -c -tags e2e -o $(E2E_DIR)/e2e.test ./e2e
+	cp testhost/e2e-guest.sh $(E2E_DIR)/
+	bash testhost/run.sh $(E2E_DIR)/e2e-guest.sh $(E2E_DIR)/out
 
 # Installs the tools the tests need, with apt and only when one is missing.
 deps:

@@ -1,0 +1,15 @@
+#!/bin/bash
+# Runs inside the test host (testhost/run.sh): installs storkeep from the
+# .deb next to this script, so the daemon runs as the packaged service on
+# the guest's system bus, then runs the end-to-end suite (e2e.test).
+set -euo pipefail
+cd "$(dirname "$0")"
+echo "== dpkg -i storkeep.deb"
+dpkg -i ./storkeep.deb
+for _ in $(seq 600); do
+  busctl --system status org.storkeep.StorKeep1 >/dev/null 2>&1 && break
+  sleep 0.1
+done
+systemctl --no-pager status storkeepd.service | head -5 || true
+echo "== e2e suite"
+./e2e.test -test.v -test.timeout 10m
