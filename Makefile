@@ -21,8 +21,11 @@ all: build
 build:
 	$(GO) build -ldflags '$(LDFLAGS)' -o bin/ ./cmd/storkeepd ./cmd/storkeepctl
 
-# e2e runs only where a test host exists (STORKEEP_E2E set).
-test: test-unit $(if $(STORKEEP_E2E),e2e)
+# Everything: unit and component tests on this machine, then the
+# end-to-end suite in the test host (built on first use, then cached).
+# `make test-unit` (or `make test-fast`, without the race detector) runs
+# only the tests that need no test host.
+test: test-unit e2e
 
 test-unit: deps
 	$(GO) vet ./...
@@ -43,7 +46,7 @@ e2e: deb
 	rm -rf $(E2E_DIR) && mkdir -p $(E2E_DIR)
 	cp "$$(ls -t dist/storkeep_*.deb | head -n1)" $(E2E_DIR)/storkeep.deb
 	CGO_ENABLED=0 $(GO) test -c -tags e2e -o $(E2E_DIR)/e2e.test ./e2e
-	cp testhost/e2e-guest.sh $(E2E_DIR)/
+	cp testhost/e2e-guest.sh testhost/smoke.sh $(E2E_DIR)/
 	bash testhost/run.sh $(E2E_DIR)/e2e-guest.sh $(E2E_DIR)/out
 
 # Installs the tools the tests need, with apt and only when one is missing.

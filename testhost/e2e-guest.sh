@@ -4,6 +4,8 @@
 # the guest's system bus, then runs the end-to-end suite (e2e.test).
 set -euo pipefail
 cd "$(dirname "$0")"
+echo "== smoke: the guest's kernel, systemd, NFS and iSCSI are real"
+bash ./smoke.sh
 echo "== dpkg -i storkeep.deb"
 dpkg -i ./storkeep.deb
 for _ in $(seq 600); do
