@@ -107,7 +107,7 @@ func (st *Store) PutCID(c CID, spec Spec) error {
 		f.CHAP = &chapFile{Username: ch.Username, Password: ch.Password,
 			UsernameIn: ch.UsernameIn, PasswordIn: ch.PasswordIn}
 	}
-	if err := writeTOML(st.cidPath(c), f); err != nil {
+	if err := writeTOML(st.cidPath(c), f, true); err != nil {
 		return fmt.Errorf("save CID %q: %w", c, err)
 	}
 	return nil
@@ -135,7 +135,7 @@ func (st *Store) DeleteCIDs(cids []CID) error {
 		j.CIDs[i] = string(c)
 	}
 	jpath := filepath.Join(st.dir, "unmanage.journal")
-	if err := writeTOML(jpath, j); err != nil {
+	if err := writeTOML(jpath, j, true); err != nil {
 		return fmt.Errorf("forget %d CIDs: journal: %w", len(cids), err)
 	}
 	// From here on the deletion is decided; replay finishes it after a crash.
@@ -157,18 +157,26 @@ func (st *Store) replayJournal(jpath string, j journalFile) error {
 	return removeDurably(jpath)
 }
 
-// PutTarget durably records what storkeep knows of a target's origin.
+// PutTarget records what storkeep knows of a target's origin. Unlike CID
+// files, target records are written without syncing: each one is fail-safe
+// when lost or torn. A target with CIDs and no record is observed afresh at
+// the next start, and what is found there counts as pre-existing, so it is
+// never torn down; a lost record of a pending disconnect leaves the
+// connection up, listed as a host connection. Either way nothing is torn
+// down that should not be, and Manage and Unmanage don't wait behind these
+// writes on the disk.
 func (st *Store) PutTarget(spec Spec, preexisting bool) error {
 	f := targetFile{Version: stateVersion, Target: string(spec.Target), URI: spec.URI, Preexisting: preexisting}
-	if err := writeTOML(st.targetPath(spec.Target), f); err != nil {
+	if err := writeTOML(st.targetPath(spec.Target), f, false); err != nil {
 		return fmt.Errorf("save target %s: %w", spec.Target, err)
 	}
 	return nil
 }
 
-// DeleteTarget durably forgets a target record.
+// DeleteTarget forgets a target record (without syncing: a record that
+// comes back after a crash is released again, which is a no-op).
 func (st *Store) DeleteTarget(k TargetKey) error {
-	if err := removeDurably(st.targetPath(k)); err != nil {
+	if err := os.Remove(st.targetPath(k)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("forget target %s: %w", k, err)
 	}
 	return nil
@@ -341,8 +349,9 @@ func decodeStrict(data []byte, v any) error {
 	return nil
 }
 
-// writeTOML writes v to path durably and atomically.
-func writeTOML(path string, v any) error {
+// writeTOML writes v to path atomically, and durably when sync is set:
+// the file is synced before the rename and the directory after it.
+func writeTOML(path string, v any, sync bool) error {
 	data, err := toml.Marshal(v)
 	if err != nil {
 		return err
@@ -361,6 +370,12 @@ func writeTOML(path string, v any) error {
 	if _, err := f.Write(data); err != nil {
 		f.Close()
 		return err
+	}
+	if !sync {
+		if err := f.Close(); err != nil {
+			return err
+		}
+		return os.Rename(tmp, path)
 	}
 	if err := f.Sync(); err != nil {
 		f.Close()
