@@ -3,6 +3,7 @@ package service
 import (
 	"context"
 	"math/rand/v2"
+	"reflect"
 	"time"
 )
 
@@ -191,7 +192,7 @@ func (s *Service) reconcile(t *target) {
 				lost = connErrorOf(oerr)
 			}
 		}
-		s.setDown(t, lost, false)
+		s.setDown(t, lost)
 	}
 	if !sn.due {
 		s.armTimer(t)
@@ -368,7 +369,7 @@ func (s *Service) setConnected(t *target, obs Observation) {
 
 // setDown records that a connection that was up is down, without
 // scheduling anything.
-func (s *Service) setDown(t *target, err *ConnError, _ bool) {
+func (s *Service) setDown(t *target, err *ConnError) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	t.connected = false
@@ -426,34 +427,8 @@ func (s *Service) armTimerLocked(t *target) {
 	})
 }
 
+// infoEqual reports whether two observations' info maps are the same
+// (nil and empty are).
 func infoEqual(a, b map[string]any) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		w, ok := b[k]
-		if !ok || !valueEqual(v, w) {
-			return false
-		}
-	}
-	return true
-}
-
-func valueEqual(a, b any) bool {
-	switch x := a.(type) {
-	case []string:
-		y, ok := b.([]string)
-		if !ok || len(x) != len(y) {
-			return false
-		}
-		for i := range x {
-			if x[i] != y[i] {
-				return false
-			}
-		}
-		return true
-	default:
-		defer func() { _ = recover() }() // uncomparable values count as different
-		return a == b
-	}
+	return (len(a) == 0 && len(b) == 0) || reflect.DeepEqual(a, b)
 }
