@@ -21,6 +21,7 @@ var mountUnitNames = []struct{ where, unit string }{
 	{"/é", `\xc3\xa9.mount`},
 	{"/a\\b", `a\x5cb.mount`},
 	{"/10.0.0.1", "10.0.0.1.mount"},
+	{"/a\x01b", `a\x01b.mount`}, // two hex digits, unlike go-systemd
 }
 
 func TestMountUnitName(t *testing.T) {
