@@ -171,7 +171,7 @@ func (s *Server) emit(events []service.Event) {
 			old, seen := s.emitted[ev.CID]
 			s.emitted[ev.CID] = st
 			if !seen {
-				s.signal(path, ObjectManagerIface+".InterfacesAdded", path, interfacesOf(st))
+				s.signal(RootPath, ObjectManagerIface+".InterfacesAdded", path, interfacesOf(st))
 				continue
 			}
 			if changed := changedProps(old, st); len(changed) > 0 {
@@ -182,16 +182,14 @@ func (s *Server) emit(events []service.Event) {
 				continue
 			}
 			delete(s.emitted, ev.CID)
-			s.signal(path, ObjectManagerIface+".InterfacesRemoved", path, interfaceNames())
+			s.signal(RootPath, ObjectManagerIface+".InterfacesRemoved", path, interfaceNames())
 		}
 	}
 }
 
+// signal emits a signal from path; InterfacesAdded and InterfacesRemoved
+// come from the ObjectManager at the root.
 func (s *Server) signal(path godbus.ObjectPath, name string, args ...any) {
-	// InterfacesAdded/Removed come from the ObjectManager at the root.
-	if strings.HasPrefix(name, ObjectManagerIface) {
-		path = RootPath
-	}
 	if err := s.conn.Emit(path, name, args...); err != nil {
 		s.log.Warn("signal not sent", "signal", name, "err", err)
 	}

@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"slices"
-	"sort"
 	"strings"
 	"unicode/utf8"
 
@@ -71,24 +70,12 @@ func (e *wireEncoder) endArray(lenPos, start int) {
 
 // dict writes an a{sv} from a map, keys sorted so output is stable.
 func (e *wireEncoder) dict(m map[string]any) error {
-	var buf [16]string
-	keys := buf[:0]
-	for k := range m {
-		keys = append(keys, k)
+	vals := make([]kv, 0, len(m))
+	for k, v := range m {
+		vals = append(vals, kv{k, v})
 	}
-	sort.Strings(keys)
-	lp, st := e.beginArray(8)
-	for _, k := range keys {
-		e.align(8)
-		if err := e.str(k); err != nil {
-			return err
-		}
-		if err := e.variant(m[k]); err != nil {
-			return err
-		}
-	}
-	e.endArray(lp, st)
-	return nil
+	slices.SortFunc(vals, func(a, b kv) int { return strings.Compare(a.k, b.k) })
+	return e.kvs(vals)
 }
 
 // variant writes v as a variant. It knows the types storkeep puts in

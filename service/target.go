@@ -131,8 +131,7 @@ type snapshot struct {
 	spec   Spec
 	wanted bool
 	origin origin
-	force  bool
-	due    bool // the backoff allows an attempt now
+	due    bool // the backoff allows an attempt now (or Reconnect asked for one)
 	was    bool // connected before this pass
 }
 
@@ -143,7 +142,6 @@ func (s *Service) snapshot(t *target) snapshot {
 		spec:   t.spec,
 		wanted: len(t.cids) > 0,
 		origin: t.origin,
-		force:  t.force,
 		due:    t.force || !s.now().Before(t.nextAttempt),
 		was:    t.connected,
 	}
