@@ -39,12 +39,14 @@ test-fast:
 testhost:
 	bash testhost/build.sh
 
-E2E_DIR := dist/e2e
+E2E_DIR ?= dist/e2e
 # Builds the .deb and the suite, boots the test host, installs the package
-# there and runs the suite against the packaged service.
-e2e: deb
+# there and runs the suite against the packaged service. A subset:
+# `make e2e STORKEEP_E2E_RUN=NFS` (a go test -run pattern).
+e2e:
 	rm -rf $(E2E_DIR) && mkdir -p $(E2E_DIR)
-	cp "$$(ls -t dist/storkeep_*.deb | head -n1)" $(E2E_DIR)/storkeep.deb
+	GO='$(GO)' bash packaging/build-deb.sh '$(VERSION)' $(E2E_DIR)/deb >/dev/null
+	cp $(E2E_DIR)/deb/storkeep_*.deb $(E2E_DIR)/storkeep.deb
 	CGO_ENABLED=0 $(GO) test -c -tags e2e -o $(E2E_DIR)/e2e.test ./e2e
 	cp testhost/e2e-guest.sh testhost/smoke.sh $(E2E_DIR)/
 	bash testhost/run.sh $(E2E_DIR)/e2e-guest.sh $(E2E_DIR)/out

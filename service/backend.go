@@ -24,6 +24,23 @@ type Backend interface {
 	Disconnect(ctx context.Context, spec Spec) error
 }
 
+// Watcher is implemented by backends that learn of changes on the host
+// from events (systemd unit changes, the mount table, sysfs...). The
+// service runs Watch in a goroutine of its own from Run until ctx ends.
+// The backend only calls poke with the key of a target whose state may
+// have changed; it never acts on the event itself: the target's runner
+// observes the host and decides. Poking a key no CID refers to is a no-op.
+type Watcher interface {
+	Watch(ctx context.Context, poke func(TargetKey))
+}
+
+// Describer is implemented by backends that know facts about a target
+// without looking at the host (the mount point an NFS export gets, say).
+// They show in ConnectionInfo from the moment the target is managed.
+type Describer interface {
+	Describe(spec Spec) map[string]any
+}
+
 // HostLister is implemented by backends that can list every connection of
 // their kind on the host, managed or not.
 type HostLister interface {

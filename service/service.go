@@ -163,7 +163,7 @@ func (s *Service) load() error {
 	for _, lc := range st.CIDs {
 		t := s.targets[lc.Spec.Target]
 		if t == nil {
-			t = newTarget(lc.Spec)
+			t = s.newTarget(lc.Spec)
 			s.targets[lc.Spec.Target] = t
 		} else if !t.spec.Compatible(lc.Spec) {
 			// Only a hand-edited state can get here: Manage refuses it.
@@ -178,7 +178,7 @@ func (s *Service) load() error {
 		t := s.targets[lt.Spec.Target]
 		if t == nil {
 			// No CID refers to it: a disconnect was pending when we stopped.
-			t = newTarget(lt.Spec)
+			t = s.newTarget(lt.Spec)
 			s.targets[lt.Spec.Target] = t
 		}
 		t.origin = originOurs
@@ -199,6 +199,15 @@ func (s *Service) Run(ctx context.Context) error {
 		return errors.New("service: Run called twice")
 	}
 	s.running = true
+	for _, be := range s.opts.Backends {
+		if w, ok := be.(Watcher); ok {
+			s.wg.Add(1)
+			go func() {
+				defer s.wg.Done()
+				w.Watch(s.ctx, s.Poke)
+			}()
+		}
+	}
 	// Every target's first step observes the host before it acts, and all
 	// of the desired state is loaded by now: nothing is torn down blind.
 	for _, t := range s.targets {
@@ -271,7 +280,7 @@ func (s *Service) Manage(c CID, spec Spec) (created bool, err error) {
 	defer s.mu.Unlock()
 	t := s.targets[spec.Target]
 	if t == nil {
-		t = newTarget(spec)
+		t = s.newTarget(spec)
 		s.targets[spec.Target] = t
 	} else if len(t.cids) == 0 {
 		// A disconnect was pending: cancel it and take the new settings.

@@ -69,6 +69,9 @@ func (t *target) statusLocked(spec Spec) Status {
 		st.LastErrorMessage = t.lastErr.Err.Error()
 	}
 	info := spec.Info()
+	for k, v := range t.described {
+		info[k] = v
+	}
 	for k, v := range t.info {
 		info[k] = v
 	}

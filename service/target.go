@@ -27,7 +27,8 @@ type target struct {
 	attempts       uint32 // since the last success
 	nextAttempt    time.Time
 	backoff        time.Duration // the delay used for nextAttempt
-	info           map[string]any
+	info           map[string]any // from the last observation that connected
+	described      map[string]any // from the backend's Describe, fixed
 
 	// Runner bookkeeping: at most one runner per target at a time.
 	dirty   bool // something changed since the runner last looked
@@ -37,14 +38,18 @@ type target struct {
 	changed chan struct{} // closed and replaced on every change (for Wait)
 }
 
-func newTarget(spec Spec) *target {
-	return &target{
+func (s *Service) newTarget(spec Spec) *target {
+	t := &target{
 		key:     spec.Target,
 		spec:    spec,
 		cids:    make(map[CID]*cidEntry),
 		state:   StateConnecting,
 		changed: make(chan struct{}),
 	}
+	if d, ok := s.opts.Backends[spec.Kind].(Describer); ok {
+		t.described = d.Describe(spec)
+	}
+	return t
 }
 
 func (t *target) resetBackoff() {
