@@ -26,7 +26,7 @@ type target struct {
 	connectedSince time.Time
 	attempts       uint32 // since the last success
 	nextAttempt    time.Time
-	backoff        time.Duration // the delay used for nextAttempt
+	backoff        time.Duration  // the delay used for nextAttempt
 	info           map[string]any // from the last observation that connected
 	described      map[string]any // from the backend's Describe, fixed
 
