@@ -47,6 +47,16 @@ const (
 	ListConnectionInfo   = "connectionInfo"
 )
 
+// Keys of ConnectionInfo that the kind-specific interfaces show as
+// properties: Connection.NFS MountPoint and MountUnit, Connection.ISCSI
+// SessionID (uint32) and Devices (by-path link to kernel node).
+const (
+	InfoMountPoint = "mountPoint"
+	InfoMountUnit  = "mountUnit"
+	InfoSessionID  = "sessionID"
+	InfoDevices    = "devices"
+)
+
 // Option keys accepted by Manager.Manage. Credentials travel only here,
 // never in the URI.
 const (

@@ -119,6 +119,16 @@ const (
     <property name="ConnectionInfo" type="a{sv}" access="read"/>
   </interface>
 `
+	nfsXML = `  <interface name="org.storkeep.StorKeep1.Connection.NFS">
+    <property name="MountPoint" type="s" access="read"/>
+    <property name="MountUnit" type="s" access="read"/>
+  </interface>
+`
+	iscsiXML = `  <interface name="org.storkeep.StorKeep1.Connection.ISCSI">
+    <property name="SessionID" type="u" access="read"/>
+    <property name="Devices" type="a{ss}" access="read"/>
+  </interface>
+`
 )
 
 // introspectable implements org.freedesktop.DBus.Introspectable for the
@@ -143,9 +153,15 @@ func (i introspectable) Introspect(msg godbus.Message) (string, *godbus.Error) {
 		}
 	default:
 		if c, ok := CIDFromPath(path); ok {
-			if _, ok := i.s.svc.Status(service.CID(c)); ok {
+			if st, ok := i.s.svc.Status(service.CID(c)); ok {
 				b.WriteString(standardXML)
 				b.WriteString(connectionXML)
+				switch st.Kind {
+				case service.KindNFS:
+					b.WriteString(nfsXML)
+				case service.KindISCSI:
+					b.WriteString(iscsiXML)
+				}
 			}
 		}
 	}

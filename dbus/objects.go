@@ -48,6 +48,72 @@ func connValues(st service.Status) []kv {
 	}
 }
 
+// nfsValues returns the Connection.NFS interface properties of st: where
+// the export is mounted and the systemd mount unit that mounts it.
+func nfsValues(st service.Status) []kv {
+	return []kv{
+		{"MountPoint", infoString(st.Info, InfoMountPoint)},
+		{"MountUnit", infoString(st.Info, InfoMountUnit)},
+	}
+}
+
+// iscsiValues returns the Connection.ISCSI interface properties of st: the
+// kernel's session number (0 while there is none) and the block devices,
+// by-path link to kernel node.
+func iscsiValues(st service.Status) []kv {
+	id, _ := st.Info[InfoSessionID].(uint32)
+	devs, _ := st.Info[InfoDevices].(map[string]string)
+	if devs == nil {
+		devs = map[string]string{}
+	}
+	return []kv{
+		{"SessionID", id},
+		{"Devices", devs},
+	}
+}
+
+func infoString(info map[string]any, key string) string {
+	s, _ := info[key].(string)
+	return s
+}
+
+// ifaceValues is one interface of a connection object with its properties.
+type ifaceValues struct {
+	name string
+	vals []kv
+}
+
+// connInterfaces returns the interfaces of st's object in a fixed order:
+// Connection, the one of its kind, then the standard ones (no properties).
+func connInterfaces(st service.Status) []ifaceValues {
+	out := make([]ifaceValues, 0, 5)
+	out = append(out, ifaceValues{ConnInterface, connValues(st)})
+	switch st.Kind {
+	case service.KindNFS:
+		out = append(out, ifaceValues{NFSInterface, nfsValues(st)})
+	case service.KindISCSI:
+		out = append(out, ifaceValues{ISCSIInterface, iscsiValues(st)})
+	}
+	return append(out,
+		ifaceValues{PropertiesIface, nil},
+		ifaceValues{IntrospectableIface, nil},
+		ifaceValues{PeerIface, nil})
+}
+
+// ifaceProps returns the properties of interface iface of st's object, or
+// false if the object has no such interface. "" means Connection.
+func ifaceProps(st service.Status, iface string) ([]kv, bool) {
+	if iface == "" {
+		iface = ConnInterface
+	}
+	for _, i := range connInterfaces(st) {
+		if i.name == iface {
+			return i.vals, true
+		}
+	}
+	return nil, false
+}
+
 // variantOf wraps a value of connValues or listValues for godbus.
 func variantOf(v any) godbus.Variant {
 	if info, ok := v.(map[string]any); ok {
@@ -56,9 +122,7 @@ func variantOf(v any) godbus.Variant {
 	return godbus.MakeVariant(v)
 }
 
-// connProps returns the Connection interface properties of st.
-func connProps(st service.Status) map[string]godbus.Variant {
-	vals := connValues(st)
+func variants(vals []kv) map[string]godbus.Variant {
 	out := make(map[string]godbus.Variant, len(vals))
 	for _, p := range vals {
 		out[p.k] = variantOf(p.v)
@@ -66,24 +130,33 @@ func connProps(st service.Status) map[string]godbus.Variant {
 	return out
 }
 
-// connProp returns one Connection property.
-func connProp(st service.Status, name string) (godbus.Variant, bool) {
-	for _, p := range connValues(st) {
-		if p.k == name {
-			return variantOf(p.v), true
-		}
+// changedIfaces returns, per interface, the properties that differ between
+// two statuses of one CID.
+func changedIfaces(old, cur service.Status) []struct {
+	iface   string
+	changed map[string]godbus.Variant
+} {
+	var out []struct {
+		iface   string
+		changed map[string]godbus.Variant
 	}
-	return godbus.Variant{}, false
-}
-
-// changedProps returns the Connection properties that differ between two
-// statuses of one CID.
-func changedProps(old, cur service.Status) map[string]godbus.Variant {
-	a, b := connProps(old), connProps(cur)
-	out := make(map[string]godbus.Variant)
-	for k, v := range b {
-		if a[k].String() != v.String() {
-			out[k] = v
+	for _, i := range connInterfaces(cur) {
+		if len(i.vals) == 0 {
+			continue
+		}
+		prev, _ := ifaceProps(old, i.name)
+		a := variants(prev)
+		changed := make(map[string]godbus.Variant)
+		for k, v := range variants(i.vals) {
+			if a[k].String() != v.String() {
+				changed[k] = v
+			}
+		}
+		if len(changed) > 0 {
+			out = append(out, struct {
+				iface   string
+				changed map[string]godbus.Variant
+			}{i.name, changed})
 		}
 	}
 	return out
@@ -100,16 +173,21 @@ func infoVariants(info map[string]any) map[string]godbus.Variant {
 // interfacesOf returns what InterfacesAdded and GetManagedObjects show of
 // a connection object.
 func interfacesOf(st service.Status) map[string]map[string]godbus.Variant {
-	return map[string]map[string]godbus.Variant{
-		ConnInterface:       connProps(st),
-		PropertiesIface:     {},
-		IntrospectableIface: {},
-		PeerIface:           {},
+	out := make(map[string]map[string]godbus.Variant, 5)
+	for _, i := range connInterfaces(st) {
+		out[i.name] = variants(i.vals)
 	}
+	return out
 }
 
-func interfaceNames() []string {
-	return []string{ConnInterface, PropertiesIface, IntrospectableIface, PeerIface}
+// interfaceNames lists the interfaces of st's object.
+func interfaceNames(st service.Status) []string {
+	ifs := connInterfaces(st)
+	out := make([]string, len(ifs))
+	for n, i := range ifs {
+		out[n] = i.name
+	}
+	return out
 }
 
 // objectManager implements org.freedesktop.DBus.ObjectManager at the root.
@@ -152,14 +230,24 @@ func (p properties) Get(msg godbus.Message, iface, name string) (godbus.Variant,
 	if !ok {
 		return godbus.Variant{}, unknownObject(msg)
 	}
-	if iface != ConnInterface && iface != "" {
+	if iface == "" {
+		// No interface given: the first interface that has the name.
+		for _, i := range connInterfaces(st) {
+			for _, p := range i.vals {
+				if p.k == name {
+					return variantOf(p.v), nil
+				}
+			}
+		}
 		return godbus.Variant{}, unknownProperty(iface, name)
 	}
-	v, ok := connProp(st, name)
-	if !ok {
-		return godbus.Variant{}, unknownProperty(iface, name)
+	vals, _ := ifaceProps(st, iface)
+	for _, p := range vals {
+		if p.k == name {
+			return variantOf(p.v), nil
+		}
 	}
-	return v, nil
+	return godbus.Variant{}, unknownProperty(iface, name)
 }
 
 func (p properties) GetAll(msg godbus.Message, iface string) (map[string]godbus.Variant, *godbus.Error) {
@@ -180,10 +268,17 @@ func (p properties) GetAll(msg godbus.Message, iface string) (map[string]godbus.
 	if !ok {
 		return nil, unknownObject(msg)
 	}
-	if iface != ConnInterface && iface != "" {
-		return map[string]godbus.Variant{}, nil
+	if iface == "" {
+		out := make(map[string]godbus.Variant)
+		for _, i := range connInterfaces(st) {
+			for k, v := range variants(i.vals) {
+				out[k] = v
+			}
+		}
+		return out, nil
 	}
-	return connProps(st), nil
+	vals, _ := ifaceProps(st, iface)
+	return variants(vals), nil
 }
 
 func (p properties) Set(msg godbus.Message, iface, name string, _ godbus.Variant) *godbus.Error {

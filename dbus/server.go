@@ -174,15 +174,16 @@ func (s *Server) emit(events []service.Event) {
 				s.signal(RootPath, ObjectManagerIface+".InterfacesAdded", path, interfacesOf(st))
 				continue
 			}
-			if changed := changedProps(old, st); len(changed) > 0 {
-				s.signal(path, PropertiesIface+".PropertiesChanged", ConnInterface, changed, []string{})
+			for _, c := range changedIfaces(old, st) {
+				s.signal(path, PropertiesIface+".PropertiesChanged", c.iface, c.changed, []string{})
 			}
 		case service.EventRemoved:
-			if _, seen := s.emitted[ev.CID]; !seen {
+			old, seen := s.emitted[ev.CID]
+			if !seen {
 				continue
 			}
 			delete(s.emitted, ev.CID)
-			s.signal(RootPath, ObjectManagerIface+".InterfacesRemoved", path, interfaceNames())
+			s.signal(RootPath, ObjectManagerIface+".InterfacesRemoved", path, interfaceNames(old))
 		}
 	}
 }

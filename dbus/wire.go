@@ -121,6 +121,24 @@ func (e *wireEncoder) variant(v any) error {
 	case map[string]any:
 		e.sig("a{sv}")
 		return e.dict(x)
+	case map[string]string:
+		e.sig("a{ss}")
+		keys := make([]string, 0, len(x))
+		for k := range x {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		lp, st := e.beginArray(8)
+		for _, k := range keys {
+			e.align(8)
+			if err := e.str(k); err != nil {
+				return err
+			}
+			if err := e.str(x[k]); err != nil {
+				return err
+			}
+		}
+		e.endArray(lp, st)
 	case godbus.Variant:
 		return e.variant(x.Value())
 	default:
@@ -290,16 +308,12 @@ func encodeManagedObjects(e *wireEncoder, list []service.Status) error {
 			return err
 		}
 		ilp, ist := e.beginArray(8)
-		for _, iface := range interfaceNames() {
+		for _, iface := range connInterfaces(s) {
 			e.align(8)
-			if err := e.str(iface); err != nil {
+			if err := e.str(iface.name); err != nil {
 				return err
 			}
-			var vals []kv
-			if iface == ConnInterface {
-				vals = connValues(s)
-			}
-			if err := e.kvs(vals); err != nil {
+			if err := e.kvs(iface.vals); err != nil {
 				return err
 			}
 		}

@@ -17,9 +17,12 @@ func testStatuses() []service.Status {
 			State: service.StateRetrying, LastError: "Lost", LastErrorMessage: "gone",
 			LastErrorTime: time.UnixMicro(1700000000000001), Attempts: 3,
 			Info: map[string]any{"server": "h", "port": uint16(2049), "lun": int32(1),
-				"devices": []string{"/dev/sda", "/dev/sdb"}, "chap": true, "big": uint64(1 << 40)}},
+				"paths": []string{"/dev/sda", "/dev/sdb"}, "chap": true, "big": uint64(1 << 40),
+				InfoMountPoint: "/run/storkeep/nfs/h:_e", InfoMountUnit: "run-storkeep-nfs-h:_e.mount"}},
 		{ID: "vm1 disk\n", Managed: true, Kind: service.KindISCSI, State: service.StateConnected,
-			Connected: true, Info: map[string]any{}},
+			Connected: true, Info: map[string]any{InfoSessionID: uint32(3),
+				InfoDevices: map[string]string{"/dev/disk/by-path/b": "/dev/sdc", "/dev/disk/by-path/a": "/dev/sdb"}}},
+		{ID: "vm2", Managed: true, Kind: service.KindISCSI, Info: map[string]any{}},
 		{ID: "unmanaged/x", Info: map[string]any{"path": "/var/lib/storkeep/cids/x.toml"}},
 	}
 }
@@ -67,12 +70,15 @@ func TestEncodeManagedObjectsMatchesGodbus(t *testing.T) {
 	}
 	body := decodeBody(t, "a{oa{sa{sv}}}", e.b)
 	got := body[0].(map[godbus.ObjectPath]map[string]map[string]godbus.Variant)
-	if len(got) != 2 {
-		t.Fatalf("%d objects, want the 2 managed ones", len(got))
+	if len(got) != 3 {
+		t.Fatalf("%d objects, want the 3 managed ones", len(got))
 	}
-	for _, st := range list[:2] {
+	for _, st := range list[:3] {
 		want := interfacesOf(st)
 		g := got[ConnectionPath(st.ID)]
+		if len(g) != len(want) || len(g) != 5 {
+			t.Errorf("%s: interfaces %v, want %v", st.ID, g, want)
+		}
 		for iface := range want {
 			if !reflect.DeepEqual(fmtVariants(g[iface]), fmtVariants(want[iface])) {
 				t.Errorf("%s %s:\n got %v\nwant %v", st.ID, iface, g[iface], want[iface])

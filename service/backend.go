@@ -41,6 +41,22 @@ type Describer interface {
 	Describe(spec Spec) map[string]any
 }
 
+// Forgetter is implemented by backends that keep something per target
+// (what Describe registered, say): the service calls Forget once no CID
+// refers to the target any more and it is done with it.
+type Forgetter interface {
+	Forget(key TargetKey)
+}
+
+type cidsKey struct{}
+
+// TargetCIDs returns the CIDs that refer to the target of a Connect call,
+// sorted, for backends that name them (in a mount unit's description).
+func TargetCIDs(ctx context.Context) []CID {
+	c, _ := ctx.Value(cidsKey{}).([]CID)
+	return c
+}
+
 // HostLister is implemented by backends that can list every connection of
 // their kind on the host, managed or not.
 type HostLister interface {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"math/rand/v2"
 	"reflect"
+	"slices"
 	"time"
 )
 
@@ -138,6 +139,7 @@ type snapshot struct {
 	origin origin
 	due    bool // the backoff allows an attempt now (or Reconnect asked for one)
 	was    bool // connected before this pass
+	cids   []CID
 }
 
 func (s *Service) snapshot(t *target) snapshot {
@@ -150,6 +152,10 @@ func (s *Service) snapshot(t *target) snapshot {
 		due:    t.force || !s.now().Before(t.nextAttempt),
 		was:    t.connected,
 	}
+	for c := range t.cids {
+		sn.cids = append(sn.cids, c)
+	}
+	slices.Sort(sn.cids)
 	t.force = false
 	return sn
 }
@@ -209,7 +215,7 @@ func (s *Service) reconcile(t *target) {
 	}
 
 	s.setConnecting(t)
-	cctx, cancel := context.WithTimeout(s.ctx, s.opts.OpTimeout)
+	cctx, cancel := context.WithTimeout(context.WithValue(s.ctx, cidsKey{}, sn.cids), s.opts.OpTimeout)
 	obs, err := be.Connect(cctx, sn.spec)
 	cancel()
 	if s.ctx.Err() != nil {
@@ -311,6 +317,9 @@ func (s *Service) forgetTarget(t *target, hasRecord bool) {
 	t.connected = false
 	s.changedLocked(t)
 	s.mu.Unlock()
+	if f, ok := s.opts.Backends[t.spec.Kind].(Forgetter); ok {
+		f.Forget(t.key)
+	}
 	if hasRecord {
 		if err := s.store.DeleteTarget(t.key); err != nil {
 			// The record stays; the next start retries the (no-op) release.

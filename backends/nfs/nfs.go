@@ -1,73 +1,395 @@
 // Package nfs makes nfs:// connections: one systemd mount unit per
-// (server, port, export) target.
+// (server, port, export) target, mounted at a mount point of its own under
+// the daemon's runtime directory.
 //
-// This first version only checks what NFS mounts need on the host (systemd
-// reachable on the system bus) and reports honestly that mounting is not
-// built yet; the mount-unit backend replaces Connect and Observe.
+// The mount table (/proc/self/mountinfo) is the truth about what is
+// mounted; systemd runs the mount helper and reports how it went. Nothing
+// here ever stats a mount point or reads through a mount, so a hung server
+// can't block the daemon.
 package nfs
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
 
 	godbus "github.com/godbus/dbus/v5"
 
 	"github.com/storkeep/storkeep/service"
+	"github.com/storkeep/storkeep/units"
 )
 
-// Error names this backend reports in LastError.
+// Keys this backend adds to ConnectionInfo. The D-Bus layer shows the first
+// two as the Connection.NFS properties MountPoint and MountUnit.
 const (
-	ErrSystemdUnavailable = "SystemdUnavailable"
-	ErrNotImplemented     = "NotImplemented"
+	InfoMountPoint = "mountPoint"
+	InfoMountUnit  = "mountUnit"
+	InfoFSType     = "fsType"
+	InfoVersion    = "nfsVersion"
+	InfoSource     = "source"
 )
 
-// Backend implements service.Backend for NFS.
+// Backend implements service.Backend for NFS. Set its fields before the
+// service starts; the zero value mounts under /run/storkeep/nfs through the
+// system bus's systemd.
 type Backend struct {
-	// SystemBus dials the bus systemd listens on. nil means the system bus.
+	// RuntimeDir is the daemon's runtime directory; mount points go under
+	// RuntimeDir/nfs. Default /run/storkeep.
+	RuntimeDir string
+	// Units starts and stops mount units; nil means systemd on the system
+	// bus (a units.Manager).
+	Units UnitManager
+	// SystemBus dials the bus on which the watcher follows systemd's unit
+	// changes; nil means the system bus.
 	SystemBus func() (*godbus.Conn, error)
+	// MountInfo is the mount table to read; default /proc/self/mountinfo.
+	MountInfo string
+	// MountTimeout bounds one mount helper run (default 30 s).
+	MountTimeout time.Duration
+	// ProbeInterval is how often a mounted server is asked whether it
+	// still answers (default 2 s); ProbeTimeout bounds one question
+	// (default 1.5 s).
+	ProbeInterval, ProbeTimeout time.Duration
+	Log                         *slog.Logger
+
+	initOnce sync.Once
+	mu       sync.Mutex // guards targets
+	targets  map[service.TargetKey]*entry
 }
 
-// Observe reports the target as absent: nothing is mounted by this version.
-func (b *Backend) Observe(ctx context.Context, spec service.Spec) (service.Observation, error) {
-	return service.Observation{}, nil
+// UnitManager starts and stops transient mount units.
+type UnitManager interface {
+	Start(ctx context.Context, m units.Mount) error
+	Stop(ctx context.Context, name string) error
 }
 
-// Connect checks that systemd can take a mount unit, then reports that
-// mounting is not built yet.
-func (b *Backend) Connect(ctx context.Context, spec service.Spec) (service.Observation, error) {
-	if err := b.checkSystemd(ctx); err != nil {
-		return service.Observation{}, err
+// entry is what the backend knows about one target.
+type entry struct {
+	spec  service.Spec
+	where string
+	unit  string
+	// Written under Backend.mu:
+	mounted bool  // the last look at the mount table found it mounted
+	down    error // the last probe of a mounted server failed
+}
+
+func (b *Backend) init() {
+	b.initOnce.Do(func() {
+		if b.RuntimeDir == "" {
+			b.RuntimeDir = "/run/storkeep"
+		}
+		if b.Units == nil {
+			b.Units = &units.Manager{}
+		}
+		if b.MountInfo == "" {
+			b.MountInfo = "/proc/self/mountinfo"
+		}
+		if b.MountTimeout <= 0 {
+			b.MountTimeout = 30 * time.Second
+		}
+		if b.ProbeInterval <= 0 {
+			b.ProbeInterval = 2 * time.Second
+		}
+		if b.ProbeTimeout <= 0 {
+			b.ProbeTimeout = 1500 * time.Millisecond
+		}
+		if b.Log == nil {
+			b.Log = slog.Default()
+		}
+		b.targets = make(map[service.TargetKey]*entry)
+	})
+}
+
+func (b *Backend) mountRoot() string { return filepath.Join(b.RuntimeDir, "nfs") }
+
+// entry returns the backend's record of spec's target, making it on first
+// use.
+func (b *Backend) entry(spec service.Spec) *entry {
+	b.init()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if e := b.targets[spec.Target]; e != nil {
+		return e
 	}
-	return service.Observation{}, service.NewConnError(ErrNotImplemented,
-		"mounting %s needs the mount-unit backend, which this build does not have yet", spec.Target)
+	where, unit := MountPoint(b.mountRoot(), spec)
+	e := &entry{spec: spec, where: where, unit: unit}
+	b.targets[spec.Target] = e
+	return e
 }
 
-// Disconnect has nothing to tear down.
-func (b *Backend) Disconnect(ctx context.Context, spec service.Spec) error { return nil }
+// Describe tells where the export will be mounted, before it is.
+func (b *Backend) Describe(spec service.Spec) map[string]any {
+	e := b.entry(spec)
+	return map[string]any{InfoMountPoint: e.where, InfoMountUnit: e.unit}
+}
 
-// checkSystemd asks systemd for its version over the system bus.
-//
-// Equivalent to: busctl get-property org.freedesktop.systemd1
-// /org/freedesktop/systemd1 org.freedesktop.systemd1.Manager Version
-func (b *Backend) checkSystemd(ctx context.Context) error {
-	dial := b.SystemBus
-	if dial == nil {
-		dial = func() (*godbus.Conn, error) { return godbus.SystemBusPrivate() }
+// Forget drops what the backend knows of a released target.
+func (b *Backend) Forget(key service.TargetKey) {
+	b.init()
+	b.mu.Lock()
+	delete(b.targets, key)
+	b.mu.Unlock()
+}
+
+// readMounts reads the whole mount table.
+func (b *Backend) readMounts() ([]Mount, error) {
+	f, err := os.Open(b.MountInfo)
+	if err != nil {
+		return nil, err
 	}
-	conn, err := dial()
-	if err == nil {
-		defer conn.Close()
-		if err = conn.Auth(nil); err == nil {
-			err = conn.Hello()
+	defer f.Close()
+	return ParseMountInfo(f)
+}
+
+// mountAt returns the topmost mount at where (the one a path lookup sees).
+func mountAt(mounts []Mount, where string) (Mount, bool) {
+	for i := len(mounts) - 1; i >= 0; i-- {
+		if mounts[i].MountPoint == where {
+			return mounts[i], true
 		}
 	}
-	if err == nil {
-		var v godbus.Variant
-		err = conn.Object("org.freedesktop.systemd1", "/org/freedesktop/systemd1").
-			CallWithContext(ctx, "org.freedesktop.DBus.Properties.Get", 0, "org.freedesktop.systemd1.Manager", "Version").Store(&v)
+	return Mount{}, false
+}
+
+// isExport reports whether m is an NFS mount of n's export.
+func isExport(m Mount, n *service.NFSSpec) bool {
+	if !m.IsNFS() {
+		return false
 	}
+	server, export, ok := m.ServerExport()
+	if !ok || !strings.EqualFold(server, n.Server) {
+		return false
+	}
+	return filepath.Clean(export) == n.Export
+}
+
+// look reads what the mount table says about e, and records it.
+func (b *Backend) look(e *entry, mounts []Mount) service.Observation {
+	m, ok := mountAt(mounts, e.where)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !ok {
+		e.mounted = false
+		return service.Observation{}
+	}
+	if !isExport(m, e.spec.NFS) {
+		e.mounted = false
+		return service.Observation{Err: service.NewConnError(ErrMountPointBusy,
+			"%s holds a %s mount of %q, not %s; storkeep leaves it alone", e.where, m.FSType, m.Source, e.spec.Target)}
+	}
+	e.mounted = true
+	obs := service.Observation{Present: true, Connected: true, Info: mountInfo(e.where, e.unit, m)}
+	if e.down != nil {
+		obs.Connected = false
+		obs.Err = service.NewConnError(ErrServerNotResponding,
+			"%s is mounted at %s, but the server does not answer: %v", e.spec.Target, e.where, e.down)
+	}
+	return obs
+}
+
+func mountInfo(where, unit string, m Mount) map[string]any {
+	info := map[string]any{InfoMountPoint: where, InfoMountUnit: unit, InfoFSType: m.FSType}
+	if v := superOpt(m.SuperOpts, "vers"); v != "" {
+		info[InfoVersion] = v
+	}
+	return info
+}
+
+// superOpt returns the value of one per-superblock option.
+func superOpt(opts, name string) string {
+	for o := range strings.SplitSeq(opts, ",") {
+		if v, ok := strings.CutPrefix(o, name+"="); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// Observe reads the mount table; it never touches the mount itself.
+func (b *Backend) Observe(ctx context.Context, spec service.Spec) (service.Observation, error) {
+	e := b.entry(spec)
+	mounts, err := b.readMounts()
 	if err != nil {
-		return service.NewConnError(ErrSystemdUnavailable,
-			"NFS mounts are systemd mount units, and systemd is not reachable on the system bus: %v", err)
+		return service.Observation{}, fmt.Errorf("read mount table: %w", err)
 	}
+	return b.look(e, mounts), nil
+}
+
+// Connect mounts the export through a transient systemd mount unit and
+// waits until it is mounted or has failed. An export that is already
+// mounted at its mount point is left as it is.
+func (b *Backend) Connect(ctx context.Context, spec service.Spec) (service.Observation, error) {
+	e := b.entry(spec)
+	mounts, err := b.readMounts()
+	if err != nil {
+		return service.Observation{}, fmt.Errorf("read mount table: %w", err)
+	}
+	if obs := b.look(e, mounts); obs.Present || obs.Err != nil {
+		if obs.Err != nil && !obs.Present {
+			return obs, obs.Err
+		}
+		return obs, nil
+	}
+	if err := os.MkdirAll(b.mountRoot(), 0o755); err != nil {
+		return service.Observation{}, service.NewConnError(ErrMountFailed, "mount root: %v", err)
+	}
+	mnt := units.Mount{
+		What:        what(spec.NFS),
+		Where:       e.where,
+		Type:        "nfs",
+		Options:     mountOptions(spec.NFS),
+		Description: description(spec.Target, service.TargetCIDs(ctx)),
+		Timeout:     b.MountTimeout,
+	}
+	b.Log.Info("mounting", "target", string(spec.Target), "unit", e.unit, "options", mnt.Options)
+	serr := b.Units.Start(ctx, mnt)
+
+	// Whatever systemd said, the mount table decides: a mount whose job
+	// timed out may still have come up.
+	if mounts, err = b.readMounts(); err != nil {
+		return service.Observation{}, fmt.Errorf("read mount table: %w", err)
+	}
+	if serr == nil {
+		b.mu.Lock()
+		e.down = nil // the server just answered the mount
+		b.mu.Unlock()
+	}
+	obs := b.look(e, mounts)
+	if obs.Present {
+		return obs, nil
+	}
+	if serr == nil {
+		serr = errors.New("systemd reports the unit active, but the mount table does not show the mount")
+	}
+	return service.Observation{}, classify(spec.Target, serr)
+}
+
+// Disconnect stops the mount unit (a lazy, forced unmount that finishes
+// even when the server is dead), falls back to umount if the unit could not
+// do it, and removes the empty mount point.
+func (b *Backend) Disconnect(ctx context.Context, spec service.Spec) error {
+	e := b.entry(spec)
+	sctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	serr := b.Units.Stop(sctx, e.unit)
+	cancel()
+	mounts, err := b.readMounts()
+	if err != nil {
+		return fmt.Errorf("read mount table: %w", err)
+	}
+	if m, ok := mountAt(mounts, e.where); ok && isExport(m, spec.NFS) {
+		b.Log.Warn("stopping the mount unit did not unmount; unmounting directly",
+			"target", string(spec.Target), "unit", e.unit, "err", serr)
+		if err := unmount(ctx, e.where); err != nil {
+			return service.NewConnError(ErrUnmountFailed, "unmount %s: %v", e.where, err)
+		}
+	}
+	if err := os.Remove(e.where); err != nil && !errors.Is(err, os.ErrNotExist) {
+		if errors.Is(err, syscall.EBUSY) {
+			return service.NewConnError(ErrUnmountFailed, "%s is still a mount point: %v", e.where, err)
+		}
+		b.Log.Warn("could not remove the mount point", "path", e.where, "err", err)
+	}
+	b.Log.Info("unmounted", "target", string(spec.Target), "unit", e.unit)
 	return nil
+}
+
+// description names the target and its CIDs for `systemctl status`. CIDs
+// are quoted when they hold anything but plain printable text, and the
+// list is cut short: a description is for people.
+func description(target service.TargetKey, cids []service.CID) string {
+	var b strings.Builder
+	b.WriteString("storkeep " + string(target))
+	for i, c := range cids {
+		if i == 0 {
+			b.WriteString(" for ")
+		} else {
+			b.WriteString(", ")
+		}
+		if i == 5 || b.Len() > 400 {
+			fmt.Fprintf(&b, "and %d more", len(cids)-i)
+			break
+		}
+		s := string(c)
+		if q := strconv.QuoteToGraphic(s); q[1:len(q)-1] != s || strings.ContainsAny(s, ", ") {
+			s = q
+		}
+		if len(s) > 64 {
+			s = s[:60] + "..."
+		}
+		b.WriteString(s)
+	}
+	return b.String()
+}
+
+// ListHost lists every NFS mount on the host, with transient IDs built
+// from the kernel's mount IDs.
+func (b *Backend) ListHost(ctx context.Context) ([]service.HostConnection, error) {
+	b.init()
+	mounts, err := b.readMounts()
+	if err != nil {
+		return nil, fmt.Errorf("read mount table: %w", err)
+	}
+	var out []service.HostConnection
+	for _, m := range mounts {
+		if !m.IsNFS() {
+			continue
+		}
+		spec, ok := specOfMount(m)
+		if !ok {
+			continue
+		}
+		info := map[string]any{InfoMountPoint: m.MountPoint, InfoFSType: m.FSType, InfoSource: m.Source}
+		if v := superOpt(m.SuperOpts, "vers"); v != "" {
+			info[InfoVersion] = v
+		}
+		out = append(out, service.HostConnection{
+			ID:        "nfs/mount" + strconv.Itoa(m.ID),
+			Kind:      service.KindNFS,
+			Target:    spec.Target,
+			URI:       spec.URI,
+			Connected: true,
+			Info:      info,
+		})
+	}
+	slices.SortFunc(out, func(a, c service.HostConnection) int { return strings.Compare(a.ID, c.ID) })
+	return out, nil
+}
+
+// specOfMount builds the spec an nfs:// URI for m would give, so that a
+// host mount and a managed target of the same export have one TargetKey.
+func specOfMount(m Mount) (service.Spec, bool) {
+	server, export, ok := m.ServerExport()
+	if !ok {
+		return service.Spec{}, false
+	}
+	u := url.URL{Scheme: "nfs", Host: server, Path: export}
+	if strings.Contains(server, ":") {
+		u.Host = "[" + server + "]"
+	}
+	if p := superOpt(m.SuperOpts, "port"); p != "" && p != "0" && p != "2049" {
+		u.Host += ":" + p
+	}
+	if v := superOpt(m.SuperOpts, "vers"); v != "" {
+		u.RawQuery = "vers=" + v
+	}
+	spec, err := service.ParseURI(u.String())
+	if err != nil {
+		// The version may be one the URI syntax doesn't take; the target
+		// is the same without it.
+		u.RawQuery = ""
+		if spec, err = service.ParseURI(u.String()); err != nil {
+			return service.Spec{}, false
+		}
+	}
+	return spec, true
 }

@@ -108,7 +108,8 @@ func run() error {
 			Max:     time.Duration(cfg.Reconnect.MaxBackoff),
 		},
 		Backends: map[service.Kind]service.Backend{
-			service.KindNFS:   &nfs.Backend{},
+			service.KindNFS: &nfs.Backend{RuntimeDir: f.runtimeDir,
+				Log: log.With("component", "nfs")},
 			service.KindISCSI: &iscsi.Backend{},
 		},
 	})

@@ -1,0 +1,372 @@
+package nfs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/storkeep/storkeep/service"
+	"github.com/storkeep/storkeep/units"
+)
+
+func mustSpec(t *testing.T, uri string) service.Spec {
+	t.Helper()
+	s, err := service.ParseURI(uri)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestMountPoint(t *testing.T) {
+	for _, c := range []struct{ uri, where, unit string }{
+		{"nfs://10.0.0.1/exports/vm_data", "/run/storkeep/nfs/10.0.0.1:_exports_vm__data",
+			`run-storkeep-nfs-10.0.0.1:_exports_vm__data.mount`},
+		{"nfs://[fd00::1]:2050/", "/run/storkeep/nfs/[fd00::1]:2050:_",
+			`run-storkeep-nfs-\x5bfd00::1\x5d:2050:_.mount`},
+		{"nfs://Server.Example/a-b", "/run/storkeep/nfs/server.example:_a-b",
+			`run-storkeep-nfs-server.example:_a\x2db.mount`},
+	} {
+		where, unit := MountPoint("/run/storkeep/nfs", mustSpec(t, c.uri))
+		if where != c.where || unit != c.unit {
+			t.Errorf("%s: %q %q, want %q %q", c.uri, where, unit, c.where, c.unit)
+		}
+		if unit != units.MountUnitName(where) {
+			t.Errorf("%s: unit %q is not the name of %q", c.uri, unit, where)
+		}
+	}
+}
+
+func TestMountPointHashesOnlyWhatIsTooLong(t *testing.T) {
+	long := mustSpec(t, "nfs://10.0.0.1/"+strings.Repeat("x-", 100))
+	where, unit := MountPoint("/run/storkeep/nfs", long)
+	if !strings.HasPrefix(filepath.Base(where), hashedDirPrefix) || len(unit) > units.MaxUnitNameLen {
+		t.Errorf("long export: %q %q", where, unit)
+	}
+	again, _ := MountPoint("/run/storkeep/nfs", long)
+	if again != where {
+		t.Errorf("hash not stable: %q then %q", where, again)
+	}
+	other, _ := MountPoint("/run/storkeep/nfs", mustSpec(t, "nfs://10.0.0.1/"+strings.Repeat("x-", 101)))
+	if other == where {
+		t.Errorf("two exports share %q", where)
+	}
+	// Distinct exports never share a readable mount point either.
+	a, _ := MountPoint("/r", mustSpec(t, "nfs://h/a_b"))
+	b, _ := MountPoint("/r", mustSpec(t, "nfs://h/a/b"))
+	if a == b {
+		t.Errorf("/a_b and /a/b share %q", a)
+	}
+}
+
+func TestMountOptions(t *testing.T) {
+	for _, c := range []struct{ uri, want string }{
+		{"nfs://h/e?vers=4.2", "nfsvers=4,minorversion=2,soft,timeo=100,retrans=3,nosharecache,nosuid,nodev,retry=0"},
+		{"nfs://h/e?vers=3", "nfsvers=3,nolock,soft,timeo=100,retrans=3,nosharecache,nosuid,nodev,retry=0"},
+		{"nfs://h/e", "nolock,soft,timeo=100,retrans=3,nosharecache,nosuid,nodev,retry=0"},
+		{"nfs://h/e?vers=4", "nfsvers=4,soft,timeo=100,retrans=3,nosharecache,nosuid,nodev,retry=0"},
+		{"nfs://h/e?vers=3&lock", "nfsvers=3,soft,timeo=100,retrans=3,nosharecache,nosuid,nodev,retry=0,lock"},
+		{"nfs://h:2050/e?vers=4.1&hard&timeo=600&retrans=6&sharecache&retry=2&nosuid",
+			"nfsvers=4,minorversion=1,timeo=600,retrans=6,nodev,port=2050,hard,nosuid,retry=2,sharecache"},
+	} {
+		if got := mountOptions(mustSpec(t, c.uri).NFS); got != c.want {
+			t.Errorf("%s:\n got %s\nwant %s", c.uri, got, c.want)
+		}
+	}
+	if w := what(mustSpec(t, "nfs://[fd00::1]/e").NFS); w != "[fd00::1]:/e" {
+		t.Errorf("what = %q", w)
+	}
+}
+
+func TestDescription(t *testing.T) {
+	d := description("nfs://h/e", []service.CID{"vm1", "vm 2", "a,b", "tab\there"})
+	want := `storkeep nfs://h/e for vm1, "vm 2", "a,b", "tab\there"`
+	if d != want {
+		t.Errorf("got  %s\nwant %s", d, want)
+	}
+	var many []service.CID
+	for i := range 20 {
+		many = append(many, service.CID(fmt.Sprint("cid", i)))
+	}
+	if d := description("nfs://h/e", many); !strings.HasSuffix(d, "and 15 more") {
+		t.Errorf("many CIDs: %s", d)
+	}
+}
+
+func TestClassify(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		name string
+	}{
+		{&units.UnitError{Job: "failed", Result: "exit-code", Log: []string{
+			"mount.nfs: mounting 10.250.0.1:/nope failed, reason given by server: No such file or directory"}}, ErrExportNotFound},
+		{&units.UnitError{Job: "failed", Log: []string{"mount.nfs: access denied by server while mounting h:/e"}}, ErrAccessDenied},
+		{&units.UnitError{Job: "failed", Log: []string{"mount.nfs: Connection refused"}}, ErrServerUnreachable},
+		{&units.UnitError{Job: "failed", Log: []string{"mount.nfs: No route to host"}}, ErrServerUnreachable},
+		{&units.UnitError{Job: "failed", Log: []string{"mount.nfs: Protocol not supported"}}, ErrVersionUnsupported},
+		{&units.UnitError{Job: "failed", Log: []string{"mount.nfs: Connection timed out"}}, ErrTimeout},
+		{&units.UnitError{Job: "timeout", Result: "timeout"}, ErrTimeout},
+		{&units.UnitError{Job: "failed", Result: "exit-code", Log: []string{"something new"}}, ErrMountFailed},
+		{fmt.Errorf("start x: %w: no bus", units.ErrUnavailable), ErrSystemdUnavailable},
+		{fmt.Errorf("start x: %w", context.DeadlineExceeded), ErrTimeout},
+	} {
+		ce := classify("nfs://h/e", c.err)
+		if ce.Name != c.name {
+			t.Errorf("%v: %s, want %s", c.err, ce.Name, c.name)
+		}
+		if !strings.Contains(ce.Error(), c.err.Error()) {
+			t.Errorf("%v: message %q lost the cause", c.err, ce.Error())
+		}
+	}
+}
+
+// fakeUnits mounts by writing mount table lines, as systemd would.
+type fakeUnits struct {
+	t           *testing.T
+	mountinfo   string
+	mu          sync.Mutex
+	starts      []units.Mount
+	stops       []string
+	fail        error // what Start returns, after mounting if mountAnyway
+	mountAnyway bool
+}
+
+func (f *fakeUnits) Start(ctx context.Context, m units.Mount) error {
+	f.mu.Lock()
+	f.starts = append(f.starts, m)
+	f.mu.Unlock()
+	if f.fail == nil || f.mountAnyway {
+		src := m.What
+		addMount(f.t, f.mountinfo, m.Where, "nfs4", src)
+	}
+	return f.fail
+}
+
+func (f *fakeUnits) Stop(ctx context.Context, name string) error {
+	f.mu.Lock()
+	f.stops = append(f.stops, name)
+	f.mu.Unlock()
+	removeMountsByUnit(f.t, f.mountinfo, name)
+	return nil
+}
+
+var mountID = 100
+
+func addMount(t *testing.T, file, where, fstype, source string) {
+	t.Helper()
+	mountID++
+	line := fmt.Sprintf("%d 25 0:%d / %s rw,nosuid,nodev,relatime shared:1 - %s %s rw,vers=4.2,addr=10.0.0.1\n",
+		mountID, mountID, strings.ReplaceAll(where, " ", `\040`), fstype, source)
+	f, err := os.OpenFile(file, os.O_APPEND|os.O_WRONLY|os.O_CREATE, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := io.WriteString(f, line); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func removeMountsByUnit(t *testing.T, file, unit string) {
+	t.Helper()
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keep []string
+	for _, l := range strings.SplitAfter(string(data), "\n") {
+		fields := strings.Fields(l)
+		if len(fields) > 4 && units.MountUnitName(strings.ReplaceAll(fields[4], `\040`, " ")) == unit {
+			continue
+		}
+		keep = append(keep, l)
+	}
+	if err := os.WriteFile(file, []byte(strings.Join(keep, "")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func newTestBackend(t *testing.T) (*Backend, *fakeUnits) {
+	dir := t.TempDir()
+	mi := filepath.Join(dir, "mountinfo")
+	os.WriteFile(mi, []byte("22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw\n"), 0o644)
+	fu := &fakeUnits{t: t, mountinfo: mi}
+	b := &Backend{RuntimeDir: filepath.Join(dir, "run"), Units: fu, MountInfo: mi,
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	return b, fu
+}
+
+func TestConnectObserveDisconnect(t *testing.T) {
+	b, fu := newTestBackend(t)
+	spec := mustSpec(t, "nfs://10.0.0.1/e?vers=4.2")
+	ctx := context.Background()
+
+	info := b.Describe(spec)
+	where := info[InfoMountPoint].(string)
+	if obs, err := b.Observe(ctx, spec); err != nil || obs.Present {
+		t.Fatalf("before: %+v %v", obs, err)
+	}
+	obs, err := b.Connect(ctx, spec)
+	if err != nil || !obs.Connected || obs.Info[InfoMountPoint] != where || obs.Info[InfoVersion] != "4.2" {
+		t.Fatalf("Connect: %+v %v", obs, err)
+	}
+	if m := fu.starts[0]; m.What != "10.0.0.1:/e" || m.Where != where || m.Type != "nfs" || m.Timeout != 30*time.Second {
+		t.Errorf("unit: %+v", m)
+	}
+	// Connecting again leaves the mount alone.
+	if obs, err := b.Connect(ctx, spec); err != nil || !obs.Connected || len(fu.starts) != 1 {
+		t.Fatalf("second Connect: %+v %v, %d starts", obs, err, len(fu.starts))
+	}
+	if err := b.Disconnect(ctx, spec); err != nil {
+		t.Fatal(err)
+	}
+	if len(fu.stops) != 1 || fu.stops[0] != info[InfoMountUnit] {
+		t.Errorf("stops: %v", fu.stops)
+	}
+	if obs, _ := b.Observe(ctx, spec); obs.Present {
+		t.Errorf("after Disconnect: %+v", obs)
+	}
+}
+
+func TestConnectRefusesABusyMountPoint(t *testing.T) {
+	b, fu := newTestBackend(t)
+	spec := mustSpec(t, "nfs://10.0.0.1/e")
+	where := b.Describe(spec)[InfoMountPoint].(string)
+	addMount(t, b.MountInfo, where, "nfs4", "10.0.0.9:/other")
+	obs, err := b.Connect(context.Background(), spec)
+	var ce *service.ConnError
+	if !errors.As(err, &ce) || ce.Name != ErrMountPointBusy || obs.Present || len(fu.starts) != 0 {
+		t.Fatalf("got %+v %v, %d starts", obs, err, len(fu.starts))
+	}
+}
+
+func TestConnectTrustsTheMountTable(t *testing.T) {
+	b, fu := newTestBackend(t)
+	spec := mustSpec(t, "nfs://10.0.0.1/e")
+	// The job timed out, but the mount came up anyway.
+	fu.fail, fu.mountAnyway = &units.UnitError{Job: "timeout", Result: "timeout"}, true
+	if obs, err := b.Connect(context.Background(), spec); err != nil || !obs.Connected {
+		t.Fatalf("got %+v %v", obs, err)
+	}
+	// A real failure is named, with the helper's words.
+	b2, fu2 := newTestBackend(t)
+	fu2.fail = &units.UnitError{Job: "failed", Result: "exit-code",
+		Log: []string{"mount.nfs: mounting 10.0.0.1:/e failed, reason given by server: No such file or directory"}}
+	_, err := b2.Connect(context.Background(), spec)
+	var ce *service.ConnError
+	if !errors.As(err, &ce) || ce.Name != ErrExportNotFound || !strings.Contains(err.Error(), "reason given by server") {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestObserveReportsAServerThatStoppedAnswering(t *testing.T) {
+	b, _ := newTestBackend(t)
+	spec := mustSpec(t, "nfs://10.0.0.1/e")
+	if _, err := b.Connect(context.Background(), spec); err != nil {
+		t.Fatal(err)
+	}
+	b.mu.Lock()
+	b.targets[spec.Target].down = errors.New("connection refused")
+	b.mu.Unlock()
+	obs, err := b.Observe(context.Background(), spec)
+	if err != nil || !obs.Present || obs.Connected || obs.Err == nil || obs.Err.Name != ErrServerNotResponding {
+		t.Fatalf("got %+v %v", obs, err)
+	}
+}
+
+func TestMountTableChangePokesOnlyWhatChanged(t *testing.T) {
+	b, _ := newTestBackend(t)
+	a, c := mustSpec(t, "nfs://10.0.0.1/a"), mustSpec(t, "nfs://10.0.0.1/c")
+	for _, s := range []service.Spec{a, c} {
+		if _, err := b.Connect(context.Background(), s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	removeMountsByUnit(t, b.MountInfo, b.Describe(a)[InfoMountUnit].(string))
+	mounts, _ := b.readMounts()
+	var poked []service.TargetKey
+	b.mountTableChanged(mounts, func(k service.TargetKey) { poked = append(poked, k) })
+	if len(poked) != 1 || poked[0] != a.Target {
+		t.Errorf("poked %v, want only %s", poked, a.Target)
+	}
+}
+
+func TestListHost(t *testing.T) {
+	b, _ := newTestBackend(t)
+	addMount(t, b.MountInfo, "/mnt/data", "nfs4", "10.0.0.1:/exports/data")
+	addMount(t, b.MountInfo, "/mnt/v6", "nfs", "[fd00::1]:/x")
+	addMount(t, b.MountInfo, "/mnt/tmp", "tmpfs", "tmpfs")
+	hc, err := b.ListHost(context.Background())
+	if err != nil || len(hc) != 2 {
+		t.Fatalf("%+v %v", hc, err)
+	}
+	want := mustSpec(t, "nfs://10.0.0.1/exports/data")
+	if hc[0].Target != want.Target || !strings.HasPrefix(hc[0].ID, "nfs/mount") || hc[0].Info[InfoMountPoint] != "/mnt/data" {
+		t.Errorf("%+v", hc[0])
+	}
+	if hc[1].Target != mustSpec(t, "nfs://[fd00::1]/x").Target {
+		t.Errorf("%+v", hc[1])
+	}
+}
+
+// rpcServer answers NFS NULL calls on loopback; mute accepts but never
+// answers.
+func rpcServer(t *testing.T, mute bool) (host string, port uint16) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				buf := make([]byte, 44)
+				if _, err := io.ReadFull(c, buf); err != nil || mute {
+					io.Copy(io.Discard, c)
+					return
+				}
+				reply := append([]byte{0x80, 0, 0, 24}, buf[4:8]...)      // xid
+				reply = append(reply, 0, 0, 0, 1 /* REPLY */, 0, 0, 0, 0, /* accepted */
+					0, 0, 0, 0, 0, 0, 0, 0 /* verifier */, 0, 0, 0, 0 /* success */)
+				c.Write(reply)
+			}()
+		}
+	}()
+	a := ln.Addr().(*net.TCPAddr)
+	return "127.0.0.1", uint16(a.Port)
+}
+
+func TestProbeServer(t *testing.T) {
+	host, port := rpcServer(t, false)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := probeServer(ctx, host, port, 4); err != nil {
+		t.Errorf("live server: %v", err)
+	}
+	host, port = rpcServer(t, true)
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel2()
+	if err := probeServer(ctx2, host, port, 3); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("mute server: %v", err)
+	}
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	closed := uint16(ln.Addr().(*net.TCPAddr).Port)
+	ln.Close()
+	if err := probeServer(context.Background(), "127.0.0.1", closed, 4); err == nil {
+		t.Error("a closed port answered")
+	}
+}
