@@ -14,7 +14,7 @@ DEPS_TOOLS := dbus-daemon dbus-send gdbus busctl
 # Debian package of each tool, in the same order.
 DEPS_PKGS := dbus dbus libglib2.0-bin systemd
 
-.PHONY: all build test test-unit test-fast testhost e2e deps bench fuzz deb demo clean
+.PHONY: all build test test-unit test-fast testhost e2e deps bench bench-local bench-host fuzz deb demo clean
 
 all: build
 
@@ -64,8 +64,16 @@ deps:
 		$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$${missing[@]}"; \
 	fi
 
-bench:
+# Benchmarks: the daemon's own (on this machine, private bus), then the
+# storage ones in the test host (real mounts and logins).
+bench: bench-local bench-host
+
+bench-local:
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./... | tee bench.txt
+
+bench-host:
+	$(MAKE) e2e E2E_DIR=dist/bench-host STORKEEP_E2E_RUN=Bench STORKEEP_E2E_BENCH=1 STORKEEP_E2E_SMOKE=0
+	cat dist/bench-host/out/bench-*.txt
 
 # Runs every fuzz target for FUZZTIME each (go test -fuzz takes one target
 # of one package at a time).

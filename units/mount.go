@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os/exec"
 	"strings"
 	"sync"
@@ -34,7 +35,10 @@ func (m Mount) Name() string { return MountUnitName(m.Where) }
 // Network file systems (Type nfs) get systemd's network-mount ordering by
 // default (After=network-online.target, Before=remote-fs.target).
 // LazyUnmount and ForceUnmount make stopping the unit finish even when the
-// server is dead; CollectMode lets a failed unit go instead of lingering.
+// server is dead. A failed unit stays loaded only until the Manager has
+// read why it failed (its Result and its invocation's log are gone once
+// systemd collects it); then the Manager resets it and systemd collects it,
+// so failed units don't linger.
 func (m Mount) properties() []sd.Property {
 	return []sd.Property{
 		sd.PropDescription(m.Description),
@@ -45,7 +49,6 @@ func (m Mount) properties() []sd.Property {
 		{Name: "TimeoutUSec", Value: godbus.MakeVariant(uint64(m.Timeout / time.Microsecond))},
 		{Name: "LazyUnmount", Value: godbus.MakeVariant(true)},
 		{Name: "ForceUnmount", Value: godbus.MakeVariant(true)},
-		{Name: "CollectMode", Value: godbus.MakeVariant("inactive-or-failed")},
 	}
 }
 
@@ -87,6 +90,8 @@ type Manager struct {
 	// Journal reads the log lines of one unit invocation; nil runs
 	// journalctl. Tests replace it.
 	Journal func(ctx context.Context, invocationID string) []string
+	// Log, if set, hears about oddities (a job result never signalled).
+	Log *slog.Logger
 
 	mu   sync.Mutex // guards conn
 	conn *sd.Conn
@@ -192,23 +197,54 @@ func (m *Manager) Stop(ctx context.Context, name string) error {
 	if isDBusError(err, "org.freedesktop.systemd1.NoSuchUnit") {
 		return nil
 	}
+	// A unit that failed stays failed (and loaded) through a stop.
+	defer c.ResetFailedUnitContext(context.WithoutCancel(ctx), name)
 	if err != nil {
 		return m.callError(ctx, "stop", name, err)
 	}
 	return m.waitJob(ctx, c, "stop", name, done)
 }
 
-// waitJob waits for a job's result and, on failure, explains it.
+// waitJob waits for a job's result and, on failure, explains it. It also
+// looks at the unit's state every second, so that a JobRemoved signal that
+// never arrives can't leave the caller waiting until its deadline.
 func (m *Manager) waitJob(ctx context.Context, c *sd.Conn, op, name string, done <-chan string) error {
-	select {
-	case res := <-done:
-		if res == "done" {
-			return nil
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case res := <-done:
+			if res == "done" {
+				return nil
+			}
+			return m.failed(ctx, c, op, name, res)
+		case <-tick.C:
+			p, err := c.GetUnitPropertyContext(ctx, name, "ActiveState")
+			if err != nil {
+				continue
+			}
+			state, _ := p.Value.Value().(string)
+			switch {
+			case op == "start" && state == "active", op == "stop" && state == "inactive":
+				if m.Log != nil {
+					m.Log.Warn("job result not signalled; the unit's state tells", "unit", name, "op", op, "state", state)
+				}
+				return nil
+			case state == "failed":
+				return m.failed(ctx, c, op, name, "failed")
+			}
+		case <-ctx.Done():
+			return fmt.Errorf("%s %s: %w", op, name, ctx.Err())
 		}
-		return m.explain(ctx, c, op, name, res)
-	case <-ctx.Done():
-		return fmt.Errorf("%s %s: %w", op, name, ctx.Err())
 	}
+}
+
+// failed explains a failed job, then lets systemd collect the unit.
+func (m *Manager) failed(ctx context.Context, c *sd.Conn, op, name, job string) error {
+	err := m.explain(ctx, c, op, name, job)
+	// Equivalent to: systemctl reset-failed NAME
+	_ = c.ResetFailedUnitContext(ctx, name)
+	return err
 }
 
 func (m *Manager) callError(ctx context.Context, op, name string, err error) error {

@@ -88,8 +88,11 @@ func (b *Backend) init() {
 		if b.RuntimeDir == "" {
 			b.RuntimeDir = "/run/storkeep"
 		}
+		if b.Log == nil {
+			b.Log = slog.Default()
+		}
 		if b.Units == nil {
-			b.Units = &units.Manager{}
+			b.Units = &units.Manager{Log: b.Log}
 		}
 		if b.MountInfo == "" {
 			b.MountInfo = "/proc/self/mountinfo"
@@ -102,9 +105,6 @@ func (b *Backend) init() {
 		}
 		if b.ProbeTimeout <= 0 {
 			b.ProbeTimeout = 1500 * time.Millisecond
-		}
-		if b.Log == nil {
-			b.Log = slog.Default()
 		}
 		b.targets = make(map[service.TargetKey]*entry)
 	})
