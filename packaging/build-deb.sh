@@ -80,6 +80,7 @@ install -d -m 0755 \
 	"$root/lib/systemd/system" \
 	"$root/usr/share/dbus-1/system.d" \
 	"$root/usr/share/dbus-1/system-services" \
+	"$root/usr/share/polkit-1/actions" \
 	"$root/etc/storkeep" \
 	"$root/usr/share/doc/storkeep"
 
@@ -102,11 +103,14 @@ else
 	install -m 0755 "$work/storkeepctl" "$root/usr/bin/storkeepctl"
 fi
 
-# Configuration, units and bus files.
+# Configuration, units, bus files and polkit actions.
 install -m 0644 "$here/storkeepd.service" "$root/lib/systemd/system/storkeepd.service"
 install -m 0644 "$here/org.storkeep.StorKeep1.conf" "$root/usr/share/dbus-1/system.d/org.storkeep.StorKeep1.conf"
 install -m 0644 "$here/org.storkeep.StorKeep1.service" "$root/usr/share/dbus-1/system-services/org.storkeep.StorKeep1.service"
 install -m 0644 "$here/storkeep.toml" "$root/etc/storkeep/storkeep.toml"
+# polkit reads its actions from here; without polkit the file is inert and
+# only root may change anything.
+install -m 0644 "$here/org.storkeep.StorKeep1.policy" "$root/usr/share/polkit-1/actions/org.storkeep.StorKeep1.policy"
 
 # Copyright: the project's LICENSE when it has one.
 {
@@ -138,6 +142,7 @@ Maintainer: storkeep developers <storkeep@localhost>
 Installed-Size: $installed_size
 Depends: dbus, systemd
 Recommends: nfs-common, open-iscsi
+Suggests: polkitd
 Section: admin
 Priority: optional
 Homepage: https://github.com/storkeep/storkeep

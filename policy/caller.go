@@ -1,17 +1,15 @@
 // Package policy decides who may change what storkeep manages: it finds out
-// who is calling over the bus and answers the bus layer's Authorize calls.
-// Reading stays open to every local user; changing needs authority.
+// who is calling over the bus and answers the bus layer's Authorize calls,
+// by asking polkit (Polkit) or by allowing root alone (RootOnly). Reading
+// stays open to every local user; changing needs authority.
 package policy
 
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"sync"
 
 	godbus "github.com/godbus/dbus/v5"
-
-	skdbus "github.com/storkeep/storkeep/dbus"
 )
 
 // Caller is who sent a method call, as the bus daemon vouches for it.
@@ -41,20 +39,6 @@ func LookupCaller(ctx context.Context, conn *godbus.Conn, sender string) (Caller
 		c.PID = pid
 	}
 	return c, nil
-}
-
-// RootOnly allows changes to callers with uid 0 (or to the uid the daemon
-// runs as, so that a daemon on a private bus can be driven by its owner)
-// and denies everyone else. It logs every decision with the caller's uid
-// and pid.
-type RootOnly struct {
-	Conn *godbus.Conn
-	Log  *slog.Logger
-	// AllowUID is a second uid that may change things (the daemon's own
-	// uid when it is not root); -1 for none.
-	AllowUID int64
-	// Callers caches credentials; nil asks the bus every time.
-	Callers *CallerCache
 }
 
 // CallerCache remembers the credentials of unique bus names. A unique name
@@ -92,19 +76,4 @@ func (cc *CallerCache) Lookup(ctx context.Context, conn *godbus.Conn, sender str
 	cc.m[sender] = c
 	cc.mu.Unlock()
 	return c, nil
-}
-
-// Authorize implements dbus.Authorizer.
-func (r RootOnly) Authorize(ctx context.Context, sender, action string) error {
-	c, err := r.Callers.Lookup(ctx, r.Conn, sender)
-	if err != nil {
-		r.Log.Warn("authorization failed: unknown caller", "action", action, "sender", sender, "err", err)
-		return fmt.Errorf("%w: %s: could not identify the caller: %v", skdbus.ErrNotAuthorized, action, err)
-	}
-	if c.UID == 0 || int64(c.UID) == r.AllowUID {
-		r.Log.Info("authorized", "action", action, "uid", c.UID, "pid", c.PID)
-		return nil
-	}
-	r.Log.Warn("denied", "action", action, "uid", c.UID, "pid", c.PID)
-	return fmt.Errorf("%w: %s requires root (caller uid %d)", skdbus.ErrNotAuthorized, action, c.UID)
 }

@@ -78,6 +78,7 @@ type daemon struct {
 	bus        *dbustest.Bus
 	stateDir   string
 	runtimeDir string
+	args       []string // more command-line arguments
 	cmd        *exec.Cmd
 	log        *syncBuffer
 	exited     chan struct{}
@@ -86,9 +87,15 @@ type daemon struct {
 // newDaemon starts storkeepd on a fresh private bus with a fresh state dir.
 func newDaemon(t testing.TB) *daemon {
 	t.Helper()
+	return newDaemonArgs(t)
+}
+
+// newDaemonArgs is newDaemon with more command-line arguments.
+func newDaemonArgs(t testing.TB, args ...string) *daemon {
+	t.Helper()
 	bus := dbustest.Start(t)
 	d := &daemon{t: t, bus: bus, stateDir: filepath.Join(t.TempDir(), "state"),
-		runtimeDir: filepath.Join(t.TempDir(), "run"), log: &syncBuffer{}}
+		runtimeDir: filepath.Join(t.TempDir(), "run"), log: &syncBuffer{}, args: args}
 	d.start()
 	t.Cleanup(func() {
 		d.stop()
@@ -109,8 +116,8 @@ func (d *daemon) start() {
 			d.t.Fatal(err)
 		}
 	}
-	d.cmd = exec.Command(daemonBin, "--bus", d.bus.Address, "--state-dir", d.stateDir,
-		"--runtime-dir", d.runtimeDir, "--config", cfg)
+	d.cmd = exec.Command(daemonBin, append([]string{"--bus", d.bus.Address, "--state-dir", d.stateDir,
+		"--runtime-dir", d.runtimeDir, "--config", cfg}, d.args...)...)
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
 	d.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := d.cmd.Start(); err != nil {

@@ -17,7 +17,6 @@ import (
 	"github.com/storkeep/storkeep/backends/iscsi"
 	"github.com/storkeep/storkeep/backends/nfs"
 	skdbus "github.com/storkeep/storkeep/dbus"
-	"github.com/storkeep/storkeep/policy"
 	"github.com/storkeep/storkeep/service"
 )
 
@@ -40,6 +39,7 @@ type flags struct {
 	config     string
 	configSet  bool
 	version    bool
+	auth       string
 }
 
 func parseFlags(args []string) (flags, error) {
@@ -50,7 +50,11 @@ func parseFlags(args []string) (flags, error) {
 	fs.StringVar(&f.runtimeDir, "runtime-dir", "/run/storkeep", "where mount points live")
 	fs.StringVar(&f.config, "config", defaultConfig, "TOML configuration file")
 	fs.BoolVar(&f.version, "version", false, "print the version and exit")
+	fs.StringVar(&f.auth, "authorization", authAuto, "who may change things: polkit, root (and the daemon's own uid), or auto (polkit on the system bus, root elsewhere)")
 	if err := fs.Parse(args); err != nil {
+		return f, err
+	}
+	if err := checkAuthorizationFlag(f.auth); err != nil {
 		return f, err
 	}
 	if fs.NArg() > 0 {
@@ -125,8 +129,8 @@ func run() error {
 
 	srv, err := skdbus.NewServer(conn, skdbus.Options{
 		Service: svc,
-		Authorizer: policy.RootOnly{Conn: conn.Conn, Log: log.With("component", "policy"),
-			AllowUID: int64(os.Getuid()), Callers: policy.NewCallerCache()},
+		Authorizer: newAuthorizer(f.auth, f.bus, conn,
+			log.With("component", "policy")),
 		Logger:  log.With("component", "dbus"),
 		Version: version,
 		Limits:  skdbus.Limits{MaxOptions: cfg.Limits.MaxOptions},
