@@ -119,6 +119,8 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() (bool, stri
 			return
 		}
 		if time.Now().After(deadline) {
+			// The daemon's goroutines, in the journal, for the reader.
+			sh(t, "systemctl", "kill", "--signal=QUIT", "storkeepd.service")
 			t.Fatalf("%s: not within %v (%s)", what, d, why)
 		}
 		time.Sleep(50 * time.Millisecond)

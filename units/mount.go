@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os/exec"
 	"strings"
 	"sync"
@@ -90,11 +89,55 @@ type Manager struct {
 	// Journal reads the log lines of one unit invocation; nil runs
 	// journalctl. Tests replace it.
 	Journal func(ctx context.Context, invocationID string) []string
-	// Log, if set, hears about oddities (a job result never signalled).
-	Log *slog.Logger
 
 	mu   sync.Mutex // guards conn
 	conn *sd.Conn
+
+	wmu     sync.Mutex // guards waiters
+	waiters map[string][]chan string
+}
+
+// UnitChanged passes on what a watcher of systemd's signals saw: unit
+// name's ActiveState is now state ("" if the signal did not carry it).
+// Start and Stop wait on this as well as on their job's result, whichever
+// comes first.
+func (m *Manager) UnitChanged(name, state string) {
+	m.wmu.Lock()
+	defer m.wmu.Unlock()
+	for _, ch := range m.waiters[name] {
+		select {
+		case ch <- state:
+		default: // the waiter has a change to look at already
+		}
+	}
+}
+
+func (m *Manager) addWaiter(name string) chan string {
+	ch := make(chan string, 1)
+	m.wmu.Lock()
+	defer m.wmu.Unlock()
+	if m.waiters == nil {
+		m.waiters = make(map[string][]chan string)
+	}
+	m.waiters[name] = append(m.waiters[name], ch)
+	return ch
+}
+
+func (m *Manager) removeWaiter(name string, ch chan string) {
+	m.wmu.Lock()
+	defer m.wmu.Unlock()
+	w := m.waiters[name]
+	for i, c := range w {
+		if c == ch {
+			w = append(w[:i], w[i+1:]...)
+			break
+		}
+	}
+	if len(w) == 0 {
+		delete(m.waiters, name)
+	} else {
+		m.waiters[name] = w
+	}
 }
 
 func (m *Manager) systemd(ctx context.Context) (*sd.Conn, error) {
@@ -158,6 +201,8 @@ func (m *Manager) Start(ctx context.Context, mnt Mount) error {
 		return err
 	}
 	name := mnt.Name()
+	changed := m.addWaiter(name)
+	defer m.removeWaiter(name, changed)
 	done := make(chan string, 1) // buffered: go-systemd must never block on it
 	_, err = c.StartTransientUnitContext(ctx, name, "fail", mnt.properties(), done)
 	if isDBusError(err, "org.freedesktop.systemd1.UnitExists") {
@@ -166,7 +211,7 @@ func (m *Manager) Start(ctx context.Context, mnt Mount) error {
 	if err != nil {
 		return m.callError(ctx, "start", name, err)
 	}
-	return m.waitJob(ctx, c, "start", name, done)
+	return m.waitJob(ctx, c, "start", name, done, changed)
 }
 
 // startExisting starts a unit that is still loaded: one that is already
@@ -192,6 +237,8 @@ func (m *Manager) Stop(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
+	changed := m.addWaiter(name)
+	defer m.removeWaiter(name, changed)
 	done := make(chan string, 1)
 	_, err = c.StopUnitContext(ctx, name, "replace", done)
 	if isDBusError(err, "org.freedesktop.systemd1.NoSuchUnit") {
@@ -202,39 +249,41 @@ func (m *Manager) Stop(ctx context.Context, name string) error {
 	if err != nil {
 		return m.callError(ctx, "stop", name, err)
 	}
-	return m.waitJob(ctx, c, "stop", name, done)
+	return m.waitJob(ctx, c, "stop", name, done, changed)
 }
 
-// waitJob waits for a job's result and, on failure, explains it. It also
-// looks at the unit's state every second, so that a JobRemoved signal that
-// never arrives can't leave the caller waiting until its deadline.
-func (m *Manager) waitJob(ctx context.Context, c *sd.Conn, op, name string, done <-chan string) error {
+// waitJob waits for a job's result and, on failure, explains it. The
+// unit's own state changes (UnitChanged) end the wait too, and without a
+// watcher it looks at the unit every second: a JobRemoved signal that never
+// arrives must not leave the caller waiting until its deadline.
+func (m *Manager) waitJob(ctx context.Context, c *sd.Conn, op, name string, done <-chan string, changed <-chan string) error {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {
+		state := ""
 		select {
 		case res := <-done:
 			if res == "done" {
 				return nil
 			}
 			return m.failed(ctx, c, op, name, res)
+		case state = <-changed:
 		case <-tick.C:
+		case <-ctx.Done():
+			return fmt.Errorf("%s %s: %w", op, name, ctx.Err())
+		}
+		if state == "" {
 			p, err := c.GetUnitPropertyContext(ctx, name, "ActiveState")
 			if err != nil {
 				continue
 			}
-			state, _ := p.Value.Value().(string)
-			switch {
-			case op == "start" && state == "active", op == "stop" && state == "inactive":
-				if m.Log != nil {
-					m.Log.Warn("job result not signalled; the unit's state tells", "unit", name, "op", op, "state", state)
-				}
-				return nil
-			case state == "failed":
-				return m.failed(ctx, c, op, name, "failed")
-			}
-		case <-ctx.Done():
-			return fmt.Errorf("%s %s: %w", op, name, ctx.Err())
+			state, _ = p.Value.Value().(string)
+		}
+		switch {
+		case op == "start" && state == "active", op == "stop" && state == "inactive":
+			return nil
+		case state == "failed":
+			return m.failed(ctx, c, op, name, "failed")
 		}
 	}
 }

@@ -63,8 +63,9 @@ type Backend struct {
 	Log                         *slog.Logger
 
 	initOnce sync.Once
-	mu       sync.Mutex // guards targets
+	mu       sync.Mutex // guards targets, byPath and servers
 	targets  map[service.TargetKey]*entry
+	byPath   map[godbus.ObjectPath]*entry // by the unit's object path
 }
 
 // UnitManager starts and stops transient mount units.
@@ -80,7 +81,8 @@ type entry struct {
 	unit  string
 	// Written under Backend.mu:
 	mounted bool  // the last look at the mount table found it mounted
-	down    error // the last probe of a mounted server failed
+	down    error // the server does not answer (see probed)
+	misses  int   // unanswered probes in a row
 }
 
 func (b *Backend) init() {
@@ -92,7 +94,7 @@ func (b *Backend) init() {
 			b.Log = slog.Default()
 		}
 		if b.Units == nil {
-			b.Units = &units.Manager{Log: b.Log}
+			b.Units = &units.Manager{}
 		}
 		if b.MountInfo == "" {
 			b.MountInfo = "/proc/self/mountinfo"
@@ -107,6 +109,7 @@ func (b *Backend) init() {
 			b.ProbeTimeout = 1500 * time.Millisecond
 		}
 		b.targets = make(map[service.TargetKey]*entry)
+		b.byPath = make(map[godbus.ObjectPath]*entry)
 	})
 }
 
@@ -124,6 +127,7 @@ func (b *Backend) entry(spec service.Spec) *entry {
 	where, unit := MountPoint(b.mountRoot(), spec)
 	e := &entry{spec: spec, where: where, unit: unit}
 	b.targets[spec.Target] = e
+	b.byPath[unitPath(unit)] = e
 	return e
 }
 
@@ -137,7 +141,10 @@ func (b *Backend) Describe(spec service.Spec) map[string]any {
 func (b *Backend) Forget(key service.TargetKey) {
 	b.init()
 	b.mu.Lock()
-	delete(b.targets, key)
+	if e := b.targets[key]; e != nil {
+		delete(b.byPath, unitPath(e.unit))
+		delete(b.targets, key)
+	}
 	b.mu.Unlock()
 }
 
@@ -261,7 +268,7 @@ func (b *Backend) Connect(ctx context.Context, spec service.Spec) (service.Obser
 	}
 	if serr == nil {
 		b.mu.Lock()
-		e.down = nil // the server just answered the mount
+		e.down, e.misses = nil, 0 // the server just answered the mount
 		b.mu.Unlock()
 	}
 	obs := b.look(e, mounts)

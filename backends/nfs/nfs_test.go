@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -368,5 +369,24 @@ func TestProbeServer(t *testing.T) {
 	ln.Close()
 	if err := probeServer(context.Background(), "127.0.0.1", closed, 4); err == nil {
 		t.Error("a closed port answered")
+	}
+}
+
+func TestProbedNeedsTwoMissesButOneRefusal(t *testing.T) {
+	b, _ := newTestBackend(t)
+	e := b.entry(mustSpec(t, "nfs://10.0.0.1/e"))
+	timeout := fmt.Errorf("no answer: %w", context.DeadlineExceeded)
+	if b.probed(e, timeout) || e.down != nil {
+		t.Fatal("one unanswered probe reported the server down")
+	}
+	if !b.probed(e, timeout) || e.down == nil {
+		t.Fatal("two unanswered probes did not")
+	}
+	if !b.probed(e, nil) || e.down != nil {
+		t.Fatal("an answer did not bring it back")
+	}
+	refused := &net.OpError{Op: "dial", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}
+	if !b.probed(e, refused) || e.down == nil {
+		t.Fatal("a refusal did not count at once")
 	}
 }

@@ -2,8 +2,10 @@ package nfs
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -130,10 +132,14 @@ func (b *Backend) followMountTable(ctx context.Context, poke func(service.Target
 // mountTableChanged pokes the targets whose mount is not where it was at
 // the last look.
 func (b *Backend) mountTableChanged(mounts []Mount, poke func(service.TargetKey)) {
+	top := make(map[string]Mount, len(mounts))
+	for _, m := range mounts {
+		top[m.MountPoint] = m // later lines are mounted on top
+	}
 	b.mu.Lock()
 	var changed []service.TargetKey
 	for key, e := range b.targets {
-		m, ok := mountAt(mounts, e.where)
+		m, ok := top[e.where]
 		now := ok && isExport(m, e.spec.NFS)
 		if now != e.mounted {
 			changed = append(changed, key)
@@ -226,27 +232,38 @@ func (b *Backend) followUnits(ctx context.Context, poke func(service.TargetKey),
 				continue
 			}
 			changed, _ := sig.Body[1].(map[string]godbus.Variant)
-			_, active := changed["ActiveState"]
+			state, hasState := changed["ActiveState"]
 			_, sub := changed["SubState"]
-			if !active && !sub {
+			if len(sig.Body) > 2 {
+				inv, _ := sig.Body[2].([]string)
+				hasState = hasState || slices.Contains(inv, "ActiveState")
+			}
+			if !hasState && !sub {
 				continue
 			}
-			if key, ok := b.targetOfUnitPath(sig.Path); ok {
-				poke(key)
+			e := b.entryOfUnitPath(sig.Path)
+			if e == nil {
+				continue
 			}
+			if n, ok := b.Units.(unitNotifier); ok {
+				s, _ := state.Value().(string)
+				n.UnitChanged(e.unit, s)
+			}
+			poke(e.spec.Target)
 		}
 	}
 }
 
-func (b *Backend) targetOfUnitPath(p godbus.ObjectPath) (service.TargetKey, bool) {
+// unitNotifier is told of unit state changes (units.Manager is): its
+// Start and Stop calls wait on them.
+type unitNotifier interface {
+	UnitChanged(name, activeState string)
+}
+
+func (b *Backend) entryOfUnitPath(p godbus.ObjectPath) *entry {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	for key, e := range b.targets {
-		if unitPath(e.unit) == p {
-			return key, true
-		}
-	}
-	return "", false
+	return b.byPath[p]
 }
 
 // unitPath is the object path systemd gives a unit. Unit names hold only
@@ -284,42 +301,77 @@ func (b *Backend) watchServers(ctx context.Context, poke func(service.TargetKey)
 	}
 }
 
-// probeMounted probes the servers of all mounted targets in parallel.
+// server is one NFS server as the prober asks it.
+type server struct {
+	host string
+	port uint16
+	vers uint32
+}
+
+// probeMounted asks each server that has a mounted target once, all in
+// parallel, and gives the answer to all of its targets. A refusal counts
+// at once (the server's host said no); a question that goes unanswered
+// counts only the second time in a row, so that one slow answer on a busy
+// host does not report every mount of that server lost.
 func (b *Backend) probeMounted(ctx context.Context, poke func(service.TargetKey)) {
 	b.mu.Lock()
-	var todo []*entry
+	byServer := make(map[server][]*entry)
 	for _, e := range b.targets {
 		if e.mounted {
-			todo = append(todo, e)
+			n := e.spec.NFS
+			k := server{n.Server, n.Port, probeVersion(n)}
+			byServer[k] = append(byServer[k], e)
 		}
 	}
 	b.mu.Unlock()
 	var wg sync.WaitGroup
-	for _, e := range todo {
+	for srv, entries := range byServer {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			pctx, cancel := context.WithTimeout(ctx, b.ProbeTimeout)
-			err := probeServer(pctx, e.spec.NFS.Server, e.spec.NFS.Port, probeVersion(e.spec.NFS))
+			err := probeServer(pctx, srv.host, srv.port, srv.vers)
 			cancel()
 			if ctx.Err() != nil {
 				return
 			}
-			b.mu.Lock()
-			was := e.down != nil
-			e.down = err
-			b.mu.Unlock()
-			if was != (err != nil) {
-				if err != nil {
-					b.Log.Warn("NFS server does not answer", "target", string(e.spec.Target), "err", err)
-				} else {
-					b.Log.Info("NFS server answers again", "target", string(e.spec.Target))
+			for _, e := range entries {
+				if b.probed(e, err) {
+					poke(e.spec.Target)
 				}
-				poke(e.spec.Target)
 			}
 		}()
 	}
 	wg.Wait()
+}
+
+// probed records one probe's answer for e and reports whether e's health
+// changed.
+func (b *Backend) probed(e *entry, err error) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	was := e.down != nil
+	switch {
+	case err == nil:
+		e.misses = 0
+		e.down = nil
+	case errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EHOSTUNREACH) || errors.Is(err, syscall.ENETUNREACH):
+		e.down = err
+	default:
+		e.misses++
+		if e.misses >= 2 {
+			e.down = err
+		}
+	}
+	if was == (e.down != nil) {
+		return false
+	}
+	if e.down != nil {
+		b.Log.Warn("NFS server does not answer", "target", string(e.spec.Target), "err", e.down)
+	} else {
+		b.Log.Info("NFS server answers again", "target", string(e.spec.Target))
+	}
+	return true
 }
 
 // probeVersion is the NFS version to ask with. Any reply will do, even
