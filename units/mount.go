@@ -153,7 +153,9 @@ func (m *Manager) systemd(ctx context.Context) (*sd.Conn, error) {
 	var c *sd.Conn
 	var err error
 	if m.Dial == nil {
-		c, err = sd.NewSystemConnectionContext(ctx)
+		// Not ctx: go-systemd closes the connection when the context it
+		// was dialled with ends, and this one outlives the call.
+		c, err = sd.NewSystemConnectionContext(context.Background())
 	} else {
 		c, err = sd.NewConnection(m.Dial)
 	}
