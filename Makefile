@@ -14,7 +14,7 @@ DEPS_TOOLS := dbus-daemon dbus-send gdbus busctl
 # Debian package of each tool, in the same order.
 DEPS_PKGS := dbus dbus libglib2.0-bin systemd
 
-.PHONY: all build test test-unit test-fast testhost e2e deps bench bench-local bench-host fuzz deb demo clean
+.PHONY: all build test test-unit test-fast testhost e2e deps bench bench-local bench-host fuzz deb demo demo-bus clean
 
 all: build
 
@@ -92,7 +92,19 @@ fuzz:
 deb:
 	GO='$(GO)' bash packaging/build-deb.sh '$(VERSION)' dist
 
-demo: build
+# The README's first command: storkeep's main job against real targets in
+# the test host (NFS and iSCSI behind veth links, a link failure and the
+# reconnect). `make demo-bus` is a shorter walk on a private bus, with no
+# storage.
+DEMO_DIR := dist/demo
+demo:
+	rm -rf $(DEMO_DIR) && mkdir -p $(DEMO_DIR)
+	GO='$(GO)' bash packaging/build-deb.sh '$(VERSION)' $(DEMO_DIR)/deb >/dev/null
+	cp $(DEMO_DIR)/deb/storkeep_*.deb $(DEMO_DIR)/storkeep.deb
+	cp testhost/demo-guest.sh $(DEMO_DIR)/
+	STORKEEP_TESTHOST_FOLLOW=1 bash testhost/run.sh $(DEMO_DIR)/demo-guest.sh $(DEMO_DIR)/out
+
+demo-bus: build
 	bash packaging/demo.sh
 
 clean:

@@ -23,6 +23,7 @@
 #                                guest's exit before it is killed (default 60)
 #   STORKEEP_TESTHOST_KEEP_RUN=1 keep the per-run root for inspection
 #   STORKEEP_TESTHOST_QUIET=1    do not copy the script's log to stdout
+#   STORKEEP_TESTHOST_FOLLOW=1   print the script's log while it runs
 #   STORKEEP_TESTHOST_CONSOLE_JOURNAL=0  keep the journal off the console
 #   STORKEEP_E2E_*               passed into the guest script's environment
 #   STORKEEP_CACHE, STORKEEP_TESTHOST_MIRROR: see build.sh
@@ -191,6 +192,12 @@ T_BOOT=$(now)
 UML_PGID="$(ps -o pgid= -p "$UML_PID" | tr -d ' ')" || true
 [[ -n "$UML_PGID" ]] || UML_PGID=$UML_PID
 
+# STORKEEP_TESTHOST_FOLLOW=1: print the script's output as it comes.
+FOLLOW_PID=""
+if [[ "${STORKEEP_TESTHOST_FOLLOW:-0}" == 1 ]]; then
+  tail -n +1 -F "$OUT/log" 2>/dev/null &
+  FOLLOW_PID=$!
+fi
 status=""
 rc_seen=""
 while kill -0 "$UML_PID" 2>/dev/null; do
@@ -221,6 +228,7 @@ if pgrep -g "$UML_PGID" >/dev/null; then
 fi
 UML_PGID=""
 T_END=$(now)
+if [[ -n "$FOLLOW_PID" ]]; then sleep 0.3; kill "$FOLLOW_PID" 2>/dev/null; wait "$FOLLOW_PID" 2>/dev/null || true; fi
 
 boot_s="?"
 [[ -f "$OUT/started" ]] && boot_s=$(diff_s "$T_BOOT" "$(cat "$OUT/started")")
@@ -242,6 +250,6 @@ if [[ ! -f "$OUT/rc" ]]; then
   exit 125
 fi
 rc="$(cat "$OUT/rc")"
-if [[ "${STORKEEP_TESTHOST_QUIET:-0}" != 1 ]]; then cat "$OUT/log"; fi
+if [[ "${STORKEEP_TESTHOST_QUIET:-0}" != 1 && -z "$FOLLOW_PID" ]]; then cat "$OUT/log"; fi
 log "script exit code $rc; results in $OUT"
 exit "$rc"
