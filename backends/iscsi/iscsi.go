@@ -1,54 +1,288 @@
-// Package iscsi makes iscsi:// connections: one iscsiadm session per
-// (portal, target IQN, tpgt, iface) target.
+// Package iscsi makes iscsi:// connections: one iSCSI session per
+// (portal address, port, target IQN, tpgt, iface) target, logged in with
+// iscsiadm and observed in sysfs.
 //
-// This first version only checks what iSCSI logins need on the host
-// (iscsiadm and the kernel's iSCSI initiator) and reports honestly that
-// logging in is not built yet; the iscsiadm backend replaces it.
+// What the host shows is the truth: sessions, their state and their
+// devices are read from /sys/class/iscsi_session, /sys/class/iscsi_connection
+// and /dev/disk/by-path every time, never remembered and never parsed out
+// of iscsiadm's human output. iscsiadm is only run to change something:
+// create or delete a node record, log in, log out, rescan.
+//
+// CHAP secrets never reach a command line: storkeep writes them into the
+// node record file itself (mode 0600, under open-iscsi's own database
+// lock), which is where `iscsiadm -o update` would have put them, and
+// iscsiadm reads them from there when it logs in (see noderec.go).
+//
+// A node record storkeep creates carries a comment marker, so that a
+// Disconnect, even one by a later run of the daemon, deletes only
+// records storkeep made: records made by hand or by discovery are left
+// alone.
 package iscsi
 
 import (
 	"context"
-	"os"
+	"log/slog"
+	"net"
+	"net/netip"
 	"os/exec"
+	"path/filepath"
+	"sync"
+	"time"
 
 	"github.com/storkeep/storkeep/service"
 )
 
-// Error names this backend reports in LastError.
-const (
-	ErrInitiatorUnavailable = "InitiatorUnavailable"
-	ErrNotImplemented       = "NotImplemented"
+// Interfaces the service looks for.
+var (
+	_ service.Backend    = (*Backend)(nil)
+	_ service.HostLister = (*Backend)(nil)
+	_ service.Watcher    = (*Backend)(nil)
 )
 
-// Backend implements service.Backend for iSCSI.
+// Backend implements service.Backend, service.HostLister and
+// service.Watcher for iSCSI. Its zero value works on a standard host;
+// the fields are for tests and unusual layouts.
 type Backend struct {
-	// SysfsRoot is where sysfs is mounted ("" means /sys).
-	SysfsRoot string
+	// SysRoot is where sysfs is mounted ("" means /sys).
+	SysRoot string
+	// DevRoot is where device nodes live ("" means /dev).
+	DevRoot string
+	// ConfigRoot is open-iscsi's configuration directory, which holds the
+	// node database in nodes/ ("" means /etc/iscsi).
+	ConfigRoot string
+	// LockDir holds open-iscsi's node database lock ("" means
+	// /run/lock/iscsi).
+	LockDir string
+	// Iscsiadm is the iscsiadm command ("" means iscsiadm, from PATH).
+	Iscsiadm string
+	// Log receives what the backend does (nil means slog.Default()).
+	Log *slog.Logger
+
+	// DeviceTimeout bounds the wait for a LUN's block device and udev's
+	// by-path link after a login (0 means 30 s).
+	DeviceTimeout time.Duration
+	// PortalTimeout bounds the TCP check of the portal before a login, so
+	// that an unreachable portal is reported in seconds instead of after
+	// iscsid's login retries (about 2 minutes). 0 means 10 s; negative
+	// skips the check.
+	PortalTimeout time.Duration
+	// WatchInterval is the period of the sysfs re-read that backs up the
+	// kernel's uevents in Watch (0 means 1 s).
+	WatchInterval time.Duration
+
+	// nodeMu serializes changes to the node database: iscsiadm's own lock
+	// only covers one call, and a record is created and then edited.
+	nodeMu sync.Mutex
+
+	mu sync.Mutex
+	// known holds the targets Observe or Connect was asked about, so that
+	// the watcher can poke them and ListHost can name their sessions with
+	// the key the service uses (a DNS name, say, where sysfs shows an
+	// address). Entries go when the target is disconnected.
+	known map[service.TargetKey]*service.ISCSISpec
+	// resolved caches the addresses of portal host names.
+	resolved map[string][]netip.Addr
 }
 
-// Observe reports the target as absent: nothing is logged in by this version.
+func (b *Backend) sysRoot() string    { return orDefault(b.SysRoot, "/sys") }
+func (b *Backend) devRoot() string    { return orDefault(b.DevRoot, "/dev") }
+func (b *Backend) configRoot() string { return orDefault(b.ConfigRoot, "/etc/iscsi") }
+func (b *Backend) nodesDir() string   { return filepath.Join(b.configRoot(), "nodes") }
+func (b *Backend) lockDir() string    { return orDefault(b.LockDir, "/run/lock/iscsi") }
+func (b *Backend) iscsiadmPath() string {
+	return orDefault(b.Iscsiadm, "iscsiadm")
+}
+
+func (b *Backend) log() *slog.Logger {
+	if b.Log != nil {
+		return b.Log
+	}
+	return slog.Default()
+}
+
+func (b *Backend) deviceTimeout() time.Duration { return durOrDefault(b.DeviceTimeout, 30*time.Second) }
+func (b *Backend) watchInterval() time.Duration { return durOrDefault(b.WatchInterval, time.Second) }
+func (b *Backend) portalTimeout() time.Duration { return durOrDefault(b.PortalTimeout, 10*time.Second) }
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+func durOrDefault(d, def time.Duration) time.Duration {
+	if d == 0 {
+		return def
+	}
+	return d
+}
+
+// iscsiSpec returns spec's iSCSI part, or an error for a spec of another kind.
+func iscsiSpec(spec service.Spec) (*service.ISCSISpec, error) {
+	if spec.Kind != service.KindISCSI || spec.ISCSI == nil {
+		return nil, service.NewConnError(ErrLoginFailed, "%s is not an iscsi:// target", spec.Target)
+	}
+	return spec.ISCSI, nil
+}
+
+func portOf(is *service.ISCSISpec) uint16 {
+	if is.Port == 0 {
+		return 3260
+	}
+	return is.Port
+}
+
+// remember records that the service asks about spec's target.
+func (b *Backend) remember(spec service.Spec) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.known == nil {
+		b.known = make(map[service.TargetKey]*service.ISCSISpec)
+	}
+	if _, ok := b.known[spec.Target]; !ok {
+		is := *spec.ISCSI
+		is.CHAP = service.CHAP{} // the watcher needs no secret
+		b.known[spec.Target] = &is
+	}
+}
+
+func (b *Backend) forget(key service.TargetKey) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	delete(b.known, key)
+}
+
+// hostAddrs returns the addresses host stands for: itself when it is an
+// IP address; otherwise what the resolver says, cached, so that Observe
+// stays cheap after the first look.
+func (b *Backend) hostAddrs(ctx context.Context, host string) ([]netip.Addr, error) {
+	if a, err := netip.ParseAddr(host); err == nil {
+		return []netip.Addr{a.Unmap()}, nil
+	}
+	b.mu.Lock()
+	addrs, ok := b.resolved[host]
+	b.mu.Unlock()
+	if ok {
+		return addrs, nil
+	}
+	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	found, err := net.DefaultResolver.LookupNetIP(rctx, "ip", host)
+	if err != nil {
+		return nil, service.NewConnError(ErrPortalUnreachable, "resolve portal host %s: %v", host, err)
+	}
+	for i := range found {
+		found[i] = found[i].Unmap()
+	}
+	b.mu.Lock()
+	if b.resolved == nil {
+		b.resolved = make(map[string][]netip.Addr)
+	}
+	b.resolved[host] = found
+	b.mu.Unlock()
+	return found, nil
+}
+
+// cachedAddrs returns what is known of host's addresses without asking a
+// resolver.
+func (b *Backend) cachedAddrs(host string) []netip.Addr {
+	if a, err := netip.ParseAddr(host); err == nil {
+		return []netip.Addr{a.Unmap()}
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.resolved[host]
+}
+
+// matches reports whether s is a session of the target is names.
+func matches(s session, is *service.ISCSISpec, addrs []netip.Addr) bool {
+	iface := s.Iface
+	if iface == "" {
+		iface = "default"
+	}
+	if !equalFoldASCII(s.Target, is.IQN) || s.TPGT != is.TPGT || iface != is.Iface || s.Port != portOf(is) {
+		return false
+	}
+	a, err := netip.ParseAddr(s.Address)
+	if err != nil {
+		return false
+	}
+	a = a.Unmap()
+	for _, want := range addrs {
+		if a == want {
+			return true
+		}
+	}
+	return false
+}
+
+func equalFoldASCII(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		x, y := a[i], b[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
+}
+
+// pick returns the session of the target among sessions: a logged-in one
+// if there is one, else the oldest.
+func pick(sessions []session, is *service.ISCSISpec, addrs []netip.Addr) (session, bool) {
+	var found session
+	ok := false
+	for _, s := range sessions {
+		if !matches(s, is, addrs) {
+			continue
+		}
+		if !ok || (s.State == stateLoggedIn && found.State != stateLoggedIn) {
+			found, ok = s, true
+		}
+	}
+	return found, ok
+}
+
+// Observe reports the target's session as sysfs shows it: Present when a
+// session exists in any state, Connected when it is logged in and the
+// LUN asked for (or every disk LUN) has a block device and its by-path
+// link. It runs no helper and never blocks on the target.
 func (b *Backend) Observe(ctx context.Context, spec service.Spec) (service.Observation, error) {
-	return service.Observation{}, nil
+	is, err := iscsiSpec(spec)
+	if err != nil {
+		return service.Observation{}, err
+	}
+	b.remember(spec)
+	addrs, err := b.hostAddrs(ctx, is.Host)
+	if err != nil {
+		return service.Observation{}, err
+	}
+	sessions, err := readSessions(b.sysRoot())
+	if err != nil {
+		return service.Observation{}, err
+	}
+	s, ok := pick(sessions, is, addrs)
+	if !ok {
+		return service.Observation{}, nil
+	}
+	obs, _ := observation(b.devRoot(), s, is.LUN)
+	return obs, nil
 }
 
-// Connect checks for an iSCSI initiator, then reports that logging in is
-// not built yet.
-func (b *Backend) Connect(ctx context.Context, spec service.Spec) (service.Observation, error) {
-	if _, err := exec.LookPath("iscsiadm"); err != nil {
-		return service.Observation{}, service.NewConnError(ErrInitiatorUnavailable,
+// initiatorAvailable checks that iscsiadm can be run at all.
+func (b *Backend) initiatorAvailable() error {
+	if _, err := exec.LookPath(b.iscsiadmPath()); err != nil {
+		return service.NewConnError(ErrInitiatorUnavailable,
 			"iscsiadm is not installed (Debian package open-iscsi): %v", err)
 	}
-	sys := b.SysfsRoot
-	if sys == "" {
-		sys = "/sys"
-	}
-	if _, err := os.Stat(sys + "/class/iscsi_transport"); err != nil {
-		return service.Observation{}, service.NewConnError(ErrInitiatorUnavailable,
-			"the kernel has no iSCSI initiator (module scsi_transport_iscsi): %v", err)
-	}
-	return service.Observation{}, service.NewConnError(ErrNotImplemented,
-		"logging in to %s needs the iscsiadm backend, which this build does not have yet", spec.Target)
+	return nil
 }
-
-// Disconnect has nothing to tear down.
-func (b *Backend) Disconnect(ctx context.Context, spec service.Spec) error { return nil }
