@@ -19,12 +19,6 @@ import (
 
 // The iSCSI benchmarks log measurements; they run only with
 // STORKEEP_E2E_BENCH=1 (make e2e STORKEEP_E2E_RUN=ISCSIBench STORKEEP_E2E_BENCH=1).
-func benchOnly(t *testing.T) {
-	if os.Getenv("STORKEEP_E2E_BENCH") != "1" {
-		t.Skip("set STORKEEP_E2E_BENCH=1 to run the iSCSI benchmarks")
-	}
-}
-
 // connectedProp reads cid's Connected property (cheaper than List).
 func (f *iscsiFixture) connectedProp(cid string) bool {
 	v, err := f.conn.Object(skdbus.BusName, skdbus.ConnectionPath(cid)).GetProperty(skdbus.ConnInterface + ".Connected")
@@ -47,18 +41,12 @@ func linkExists(iqn string, lun int) func() bool {
 	return func() bool { _, err := os.Stat(p); return err == nil }
 }
 
-func median(d []time.Duration) time.Duration {
-	s := slices.Clone(d)
-	slices.Sort(s)
-	return s[len(s)/2]
-}
-
 // TestISCSIBenchManageVsIscsiadm compares Manage -> Connected with what an
 // administrator does by hand for the same result, in the same run,
 // alternating: iscsiadm -o new, --login, and the by-path links of both
 // LUNs. storkeep's overhead is the difference.
 func TestISCSIBenchManageVsIscsiadm(t *testing.T) {
-	benchOnly(t)
+	skipUnlessBench(t)
 	f := newISCSIFixture(t)
 	const rounds = 7
 	var plainLogin, plainTotal, sk []time.Duration
@@ -133,7 +121,7 @@ func roundAll(d []time.Duration) []time.Duration {
 // one on an address nobody answers, all at once: the reachable ones must
 // not wait for the unreachable one.
 func TestISCSIBench50TargetsOneUnreachable(t *testing.T) {
-	benchOnly(t)
+	skipUnlessBench(t)
 	f := newISCSIFixture(t)
 	const n = 49
 	iqn := func(i int) string { return fmt.Sprintf("iqn.2026-01.org.storkeep.e2e:many%02d", i) }

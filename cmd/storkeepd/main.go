@@ -114,7 +114,7 @@ func run() error {
 		Backends: map[service.Kind]service.Backend{
 			service.KindNFS: &nfs.Backend{RuntimeDir: f.runtimeDir,
 				Log: log.With("component", "nfs")},
-			service.KindISCSI: &iscsi.Backend{},
+			service.KindISCSI: &iscsi.Backend{Log: log.With("component", "iscsi")},
 		},
 	})
 	if err != nil {
