@@ -49,7 +49,7 @@ e2e:
 	cp $(E2E_DIR)/deb/storkeep_*.deb $(E2E_DIR)/storkeep.deb
 	CGO_ENABLED=0 $(GO) test -c -tags e2e -o $(E2E_DIR)/e2e.test ./e2e
 	cp testhost/e2e-guest.sh testhost/smoke.sh $(E2E_DIR)/
-	bash testhost/run.sh $(E2E_DIR)/e2e-guest.sh $(E2E_DIR)/out
+	STORKEEP_TESTHOST_TIMEOUT=$${STORKEEP_TESTHOST_TIMEOUT:-1500} bash testhost/run.sh $(E2E_DIR)/e2e-guest.sh $(E2E_DIR)/out
 
 # Installs the tools the tests need, with apt and only when one is missing.
 deps:

@@ -18,4 +18,4 @@ systemctl --no-pager status storkeepd.service | head -5 || true
 echo "== e2e suite"
 run=()
 [[ -n "${STORKEEP_E2E_RUN:-}" ]] && run=(-test.run "$STORKEEP_E2E_RUN")
-./e2e.test -test.v -test.timeout 10m "${run[@]}"
+./e2e.test -test.v -test.timeout 20m "${run[@]}"
