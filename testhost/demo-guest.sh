@@ -83,18 +83,18 @@ run ls -l /dev/disk/by-path/ | grep -- "-iscsi-" || true
 header "A link failure: the NFS server's link goes down, then comes back"
 run ip link set vdn0 down
 sleep 2
-run storkeepctl show vm1-disk | grep -E '^(Connected|State|LastError|LastErrorMessage) '
+run storkeepctl show vm1-disk | grep -E '^(Connected|State|LastError|LastErrorMessage):' || true
 run ip link set vdn0 up
 run storkeepctl wait vm1-disk --timeout 60s
-run storkeepctl show vm1-disk | grep -E '^(Connected|State) '
+run storkeepctl show vm1-disk | grep -E '^(Connected|State):' || true
 
 header "The same for the iSCSI target's link"
 run ip link set vds0 down
 sleep 3
-run storkeepctl show vm3-lun | grep -E '^(Connected|State|LastError) '
+run storkeepctl show vm3-lun | grep -E '^(Connected|State|LastError):' || true
 run ip link set vds0 up
 run storkeepctl wait vm3-lun --timeout 120s
-run storkeepctl show vm3-lun | grep -E '^(Connected|State) '
+run storkeepctl show vm3-lun | grep -E '^(Connected|State):' || true
 
 header "What 'storkeepctl monitor' saw meanwhile"
 kill "$MONITOR" 2>/dev/null || true
