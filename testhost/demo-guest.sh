@@ -90,7 +90,11 @@ run storkeepctl show vm1-disk | grep -E '^(Connected|State):' || true
 
 header "The same for the iSCSI target's link"
 run ip link set vds0 down
-sleep 3
+echo "(the kernel notices a dead iSCSI path at its NOP-out timeout, about 10 s here)"
+for _ in $(seq 40); do
+  if storkeepctl show vm3-lun | grep -q '^Connected: false'; then break; fi
+  sleep 0.5
+done
 run storkeepctl show vm3-lun | grep -E '^(Connected|State|LastError):' || true
 run ip link set vds0 up
 run storkeepctl wait vm3-lun --timeout 120s
