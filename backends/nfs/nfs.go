@@ -241,11 +241,11 @@ func (b *Backend) Connect(ctx context.Context, spec service.Spec) (service.Obser
 	if err != nil {
 		return service.Observation{}, fmt.Errorf("read mount table: %w", err)
 	}
-	if obs := b.look(e, mounts); obs.Present || obs.Err != nil {
-		if obs.Err != nil && !obs.Present {
-			return obs, obs.Err
-		}
-		return obs, nil
+	switch obs := b.look(e, mounts); {
+	case obs.Present:
+		return obs, nil // already mounted: left as it is
+	case obs.Err != nil:
+		return obs, obs.Err // something else is mounted there
 	}
 	if err := os.MkdirAll(b.mountRoot(), 0o755); err != nil {
 		return service.Observation{}, service.NewConnError(ErrMountFailed, "mount root: %v", err)
