@@ -81,6 +81,13 @@ const (
       <arg type="s" name="cid" direction="in"/>
       <arg type="o" name="connection" direction="out"/>
     </method>
+    <signal name="PathChanged">
+      <arg type="s" name="host"/>
+      <arg type="b" name="usable"/>
+      <arg type="s" name="link"/>
+      <arg type="s" name="reason"/>
+      <arg type="as" name="cids"/>
+    </signal>
     <property name="Version" type="s" access="read">
       <annotation name="org.freedesktop.DBus.Property.EmitsChangedSignal" value="const"/>
     </property>

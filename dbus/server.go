@@ -198,6 +198,8 @@ func (s *Server) emit(events []service.Event) {
 			for _, c := range changedIfaces(old, st) {
 				s.signal(path, PropertiesIface+".PropertiesChanged", c.iface, c.changed, []string{})
 			}
+		case service.EventPath:
+			s.emitPath(ev.Path)
 		case service.EventRemoved:
 			old, seen := s.emitted[ev.CID]
 			if !seen {
@@ -207,6 +209,22 @@ func (s *Server) emit(events []service.Event) {
 			s.signal(RootPath, ObjectManagerIface+".InterfacesRemoved", path, interfaceNames(old))
 		}
 	}
+}
+
+// emitPath tells clients that the network path to a host changed, and
+// which CIDs ride on it: Manager.PathChanged(host, usable, link, reason,
+// cids). reason is empty for a usable path, else the connection error
+// name and its words ("LinkDown: link eth1 is down").
+func (s *Server) emitPath(p *service.PathEvent) {
+	reason := ""
+	if !p.Path.Usable {
+		reason = p.Path.Why + ": " + p.Path.Detail
+	}
+	cids := make([]string, len(p.CIDs))
+	for i, c := range p.CIDs {
+		cids[i] = string(c)
+	}
+	s.signal(RootPath, ManagerInterface+".PathChanged", p.Host, p.Path.Usable, p.Path.Link, reason, cids)
 }
 
 // signal emits a signal from path; InterfacesAdded and InterfacesRemoved

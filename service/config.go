@@ -33,7 +33,14 @@ type LimitsConfig struct {
 type ReconnectConfig struct {
 	InitialBackoff Duration `toml:"initial_backoff"` // default "1s"
 	MaxBackoff     Duration `toml:"max_backoff"`     // default "60s"
+	// LinkEvents: follow links, addresses and routes (rtnetlink) to see
+	// a target's network path go and come back (default true). Off, only
+	// the backoff decides when to try again.
+	LinkEvents *bool `toml:"link_events"`
 }
+
+// FollowLinks reports whether link events are on (the default).
+func (r ReconnectConfig) FollowLinks() bool { return r.LinkEvents == nil || *r.LinkEvents }
 
 // Duration is a time.Duration written as a Go duration string ("1.5s").
 type Duration time.Duration

@@ -5,6 +5,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -34,6 +35,10 @@ max_backoff = "1m30s"
 			Limits:    LimitsConfig{MaxCIDs: 500, MaxOptions: 16},
 			Reconnect: ReconnectConfig{InitialBackoff: Duration(250 * time.Millisecond), MaxBackoff: Duration(90 * time.Second)},
 		}},
+		{name: "link events off", content: "[reconnect]\nlink_events = false\n",
+			want: Config{Reconnect: ReconnectConfig{LinkEvents: new(bool)}}},
+		{name: "link events as a string", content: "[reconnect]\nlink_events = \"no\"\n",
+			wantErr: `link_events`},
 		{name: "every log level", content: "[daemon]\nlog_level = 'error'\n", want: Config{Daemon: DaemonConfig{LogLevel: "error"}}},
 
 		// Unknown keys, with line and column.
@@ -90,7 +95,7 @@ max_backoff = "1m30s"
 				if err != nil {
 					t.Fatalf("LoadConfig = %v; want nil", err)
 				}
-				if got != tc.want {
+				if !reflect.DeepEqual(got, tc.want) {
 					t.Errorf("LoadConfig = %+v; want %+v", got, tc.want)
 				}
 				return

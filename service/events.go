@@ -9,12 +9,14 @@ const (
 	EventAdded   EventType = iota // a CID was managed
 	EventChanged                  // its status changed
 	EventRemoved                  // it was unmanaged
+	EventPath                     // the network path to a host changed (Path is set)
 )
 
 // Event names a CID whose status a subscriber should read again.
 type Event struct {
 	Type EventType
 	CID  CID
+	Path *PathEvent // EventPath only
 }
 
 // Subscription receives events without ever slowing the service down:
@@ -62,6 +64,12 @@ func (sub *Subscription) Close() {
 
 func (sub *Subscription) add(e Event) {
 	sub.mu.Lock()
+	if e.Type == EventPath {
+		sub.pending = append(sub.pending, e)
+		sub.mu.Unlock()
+		sub.signal()
+		return
+	}
 	if e.Type == EventChanged {
 		if _, ok := sub.last[e.CID]; ok && sub.last[e.CID] != EventRemoved {
 			sub.mu.Unlock()
@@ -71,6 +79,10 @@ func (sub *Subscription) add(e Event) {
 	sub.pending = append(sub.pending, e)
 	sub.last[e.CID] = e.Type
 	sub.mu.Unlock()
+	sub.signal()
+}
+
+func (sub *Subscription) signal() {
 	select {
 	case sub.ready <- struct{}{}:
 	default:

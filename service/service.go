@@ -31,6 +31,9 @@ type Options struct {
 	Logger *slog.Logger
 	// Reconnect is the retry policy.
 	Reconnect ReconnectPolicy
+	// Paths follows the network path to each target's host; nil means
+	// the backoff alone decides when to try again.
+	Paths PathWatcher
 	// MaxCIDs caps the number of CIDs (default 100000).
 	MaxCIDs int
 	// OpTimeout is the deadline of one Connect or Disconnect (default 3 min).
@@ -199,6 +202,13 @@ func (s *Service) Run(ctx context.Context) error {
 		return errors.New("service: Run called twice")
 	}
 	s.running = true
+	if s.opts.Paths != nil {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.opts.Paths.Run(s.ctx, s.pathChanged)
+		}()
+	}
 	for _, be := range s.opts.Backends {
 		if w, ok := be.(Watcher); ok {
 			s.wg.Add(1)

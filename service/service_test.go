@@ -1676,26 +1676,26 @@ func TestEventsInOrder(t *testing.T) {
 	default:
 		t.Fatal("Ready is not signalled after Manage")
 	}
-	if ev := sub.Take(); !slices.Equal(ev, []Event{{EventAdded, "c1"}, {EventAdded, "c2"}}) {
+	if ev := sub.Take(); !slices.Equal(ev, []Event{{Type: EventAdded, CID: "c1"}, {Type: EventAdded, CID: "c2"}}) {
 		t.Fatalf("after Manage Take = %v; want Added c1, Added c2 (their Changed coalesced into them)", ev)
 	}
 	if err := ts.svc.Unmanage("c2"); err != nil {
 		t.Fatal(err)
 	}
-	if ev := sub.Take(); !slices.Equal(ev, []Event{{EventRemoved, "c2"}}) {
+	if ev := sub.Take(); !slices.Equal(ev, []Event{{Type: EventRemoved, CID: "c2"}}) {
 		t.Fatalf("after Unmanage Take = %v; want Removed c2", ev)
 	}
 	ts.start()
 	ts.waitConnected("c1")
 	ts.waitIdle(spec.Target)
-	if ev := sub.Take(); !slices.Equal(ev, []Event{{EventChanged, "c1"}}) {
+	if ev := sub.Take(); !slices.Equal(ev, []Event{{Type: EventChanged, CID: "c1"}}) {
 		t.Fatalf("after connecting Take = %v; want one Changed c1", ev)
 	}
 	if err := ts.svc.Unmanage("c1"); err != nil {
 		t.Fatal(err)
 	}
 	ts.waitForgotten()
-	if ev := sub.Take(); !slices.Equal(ev, []Event{{EventRemoved, "c1"}}) {
+	if ev := sub.Take(); !slices.Equal(ev, []Event{{Type: EventRemoved, CID: "c1"}}) {
 		t.Fatalf("after Unmanage Take = %v; want Removed c1", ev)
 	}
 }
@@ -1712,23 +1712,23 @@ func TestEventsCoalesce(t *testing.T) {
 		want []Event
 	}{
 		{"changes of one CID",
-			[]Event{{changed, "a"}, {changed, "a"}, {changed, "a"}},
-			[]Event{{changed, "a"}}},
+			[]Event{{Type: changed, CID: "a"}, {Type: changed, CID: "a"}, {Type: changed, CID: "a"}},
+			[]Event{{Type: changed, CID: "a"}}},
 		{"changes after added",
-			[]Event{{added, "a"}, {changed, "a"}},
-			[]Event{{added, "a"}}},
+			[]Event{{Type: added, CID: "a"}, {Type: changed, CID: "a"}},
+			[]Event{{Type: added, CID: "a"}}},
 		{"interleaved CIDs keep first order",
-			[]Event{{changed, "a"}, {changed, "b"}, {changed, "a"}, {changed, "b"}},
-			[]Event{{changed, "a"}, {changed, "b"}}},
+			[]Event{{Type: changed, CID: "a"}, {Type: changed, CID: "b"}, {Type: changed, CID: "a"}, {Type: changed, CID: "b"}},
+			[]Event{{Type: changed, CID: "a"}, {Type: changed, CID: "b"}}},
 		{"removed is kept",
-			[]Event{{changed, "a"}, {removed, "a"}},
-			[]Event{{changed, "a"}, {removed, "a"}}},
+			[]Event{{Type: changed, CID: "a"}, {Type: removed, CID: "a"}},
+			[]Event{{Type: changed, CID: "a"}, {Type: removed, CID: "a"}}},
 		{"managed again",
-			[]Event{{added, "a"}, {removed, "a"}, {added, "a"}, {changed, "a"}},
-			[]Event{{added, "a"}, {removed, "a"}, {added, "a"}}},
+			[]Event{{Type: added, CID: "a"}, {Type: removed, CID: "a"}, {Type: added, CID: "a"}, {Type: changed, CID: "a"}},
+			[]Event{{Type: added, CID: "a"}, {Type: removed, CID: "a"}, {Type: added, CID: "a"}}},
 		{"changed after removed",
-			[]Event{{removed, "a"}, {changed, "a"}},
-			[]Event{{removed, "a"}, {changed, "a"}}},
+			[]Event{{Type: removed, CID: "a"}, {Type: changed, CID: "a"}},
+			[]Event{{Type: removed, CID: "a"}, {Type: changed, CID: "a"}}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

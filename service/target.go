@@ -31,6 +31,11 @@ type target struct {
 	info           map[string]any // from the last observation that connected
 	described      map[string]any // from the backend's Describe, fixed
 
+	// The network path to the target's host, from the PathWatcher.
+	host      string
+	path      Path
+	pathKnown bool
+
 	// Runner bookkeeping: at most one runner per target at a time.
 	dirty   bool // something changed since the runner last looked
 	running bool
@@ -46,6 +51,10 @@ func (s *Service) newTarget(spec Spec) *target {
 		cids:    make(map[CID]*cidEntry),
 		state:   StateConnecting,
 		changed: make(chan struct{}),
+		host:    spec.Host(),
+	}
+	if s.opts.Paths != nil && t.host != "" {
+		s.opts.Paths.Watch(t.host)
 	}
 	if d, ok := s.opts.Backends[spec.Kind].(Describer); ok {
 		t.described = d.Describe(spec)
@@ -140,6 +149,10 @@ type snapshot struct {
 	due    bool // the backoff allows an attempt now (or Reconnect asked for one)
 	was    bool // connected before this pass
 	cids   []CID
+	// pathDown: the network path to the target's host is known to be
+	// unusable (path says why).
+	pathDown bool
+	path     Path
 }
 
 func (s *Service) snapshot(t *target) snapshot {
@@ -152,6 +165,8 @@ func (s *Service) snapshot(t *target) snapshot {
 		due:    t.force || !s.now().Before(t.nextAttempt),
 		was:    t.connected,
 	}
+	sn.pathDown = t.pathKnown && !t.path.Usable
+	sn.path = t.path
 	for c := range t.cids {
 		sn.cids = append(sn.cids, c)
 	}
@@ -189,6 +204,13 @@ func (s *Service) reconcile(t *target) {
 			return
 		}
 	}
+	if sn.pathDown && (oerr != nil || obs.Present) {
+		// Nothing can reach the host: the connection is down whatever it
+		// looks like (the kernel may not have noticed yet), but kept. The
+		// path coming back wakes the target; no attempt before then.
+		s.setPathDown(t, sn.path)
+		return
+	}
 	if oerr == nil && obs.Connected {
 		s.setConnected(t, obs)
 		return
@@ -204,6 +226,9 @@ func (s *Service) reconcile(t *target) {
 		s.setDown(t, lost)
 	}
 	if !sn.due {
+		if sn.pathDown {
+			s.notePathDown(t, sn.path)
+		}
 		s.armTimer(t)
 		return
 	}
@@ -231,7 +256,12 @@ func (s *Service) reconcile(t *target) {
 			err = NewConnError(ErrNameFailed, "connected, but %s is not usable", sn.spec.Target)
 		}
 	}
-	s.setFailed(t, connErrorOf(err))
+	ce := connErrorOf(err)
+	if sn.pathDown {
+		// Say what the root cause is; the attempt's own words follow.
+		ce = NewConnError(pathError(sn.path).Name, "%s (last attempt: %v)", sn.path.Detail, ce)
+	}
+	s.setFailed(t, ce)
 }
 
 // decideOrigin records, durably, whether storkeep found the target already
@@ -313,6 +343,9 @@ func (s *Service) forgetTarget(t *target, hasRecord bool) {
 	delete(s.targets, t.key)
 	if t.timer != nil {
 		t.timer.Stop()
+	}
+	if s.opts.Paths != nil && t.host != "" {
+		s.opts.Paths.Unwatch(t.host)
 	}
 	t.connected = false
 	s.changedLocked(t)

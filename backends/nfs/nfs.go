@@ -66,6 +66,7 @@ type Backend struct {
 	mu       sync.Mutex // guards targets, byPath and servers
 	targets  map[service.TargetKey]*entry
 	byPath   map[godbus.ObjectPath]*entry // by the unit's object path
+	probeNow chan struct{}                // PathUsable asks watchServers for a probe now
 }
 
 // UnitManager starts and stops transient mount units.
@@ -110,6 +111,7 @@ func (b *Backend) init() {
 		}
 		b.targets = make(map[service.TargetKey]*entry)
 		b.byPath = make(map[godbus.ObjectPath]*entry)
+		b.probeNow = make(chan struct{}, 1)
 	})
 }
 

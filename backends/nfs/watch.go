@@ -287,7 +287,8 @@ func (b *Backend) pokeAll(poke func(service.TargetKey)) {
 // watchServers asks every mounted server, every ProbeInterval, whether it
 // still answers (an NFS NULL call with a deadline, never through the
 // mount), and pokes the targets whose answer changed. No event reports a
-// server that stopped answering: this is the one poll.
+// server that stopped answering: this is the one poll. PathUsable asks for
+// a round at once.
 func (b *Backend) watchServers(ctx context.Context, poke func(service.TargetKey)) {
 	tick := time.NewTicker(b.ProbeInterval)
 	defer tick.Stop()
@@ -296,8 +297,22 @@ func (b *Backend) watchServers(ctx context.Context, poke func(service.TargetKey)
 		case <-ctx.Done():
 			return
 		case <-tick.C:
+		case <-b.probeNow:
+			tick.Reset(b.ProbeInterval)
 		}
 		b.probeMounted(ctx, poke)
+	}
+}
+
+// PathUsable is told by the service that the network path to key's server
+// works again (its link came up, a route appeared): the servers are asked
+// now, not at the next tick, so that a mount whose server was marked
+// silent during the outage is reported back within milliseconds.
+func (b *Backend) PathUsable(key service.TargetKey) {
+	b.init()
+	select {
+	case b.probeNow <- struct{}{}:
+	default:
 	}
 }
 

@@ -37,8 +37,8 @@ func setupMonitor(fs *flag.FlagSet) runFunc {
 }
 
 // monitorMatches are the match rules of monitor: changes of any object
-// under the root, objects coming and going, and storkeepd itself coming
-// and going.
+// under the root, objects coming and going, network paths to targets
+// changing, and storkeepd itself coming and going.
 func monitorMatches() [][]dbus.MatchOption {
 	return [][]dbus.MatchOption{
 		{
@@ -57,6 +57,12 @@ func monitorMatches() [][]dbus.MatchOption {
 			dbus.WithMatchSender(skdbus.BusName),
 			dbus.WithMatchInterface(skdbus.ObjectManagerIface),
 			dbus.WithMatchMember("InterfacesRemoved"),
+			dbus.WithMatchObjectPath(skdbus.RootPath),
+		},
+		{
+			dbus.WithMatchSender(skdbus.BusName),
+			dbus.WithMatchInterface(skdbus.ManagerInterface),
+			dbus.WithMatchMember("PathChanged"),
 			dbus.WithMatchObjectPath(skdbus.RootPath),
 		},
 		{
@@ -189,6 +195,12 @@ type monitorEvent struct {
 	Invalidated []string                  `json:"invalidated,omitempty"`
 	Interfaces  map[string]map[string]any `json:"interfaces,omitempty"`
 	Removed     []string                  `json:"removedInterfaces,omitempty"`
+	// path events
+	Host   string   `json:"host,omitempty"`
+	Usable *bool    `json:"usable,omitempty"`
+	Link   string   `json:"link,omitempty"`
+	Reason string   `json:"reason,omitempty"`
+	CIDs   []string `json:"cids,omitempty"`
 }
 
 func (m *monitor) handle(now time.Time, sig *dbus.Signal) error {
@@ -212,6 +224,16 @@ func (m *monitor) handle(now time.Time, sig *dbus.Signal) error {
 			return nil
 		}
 		return m.added(now, path, ifaces)
+	case skdbus.ManagerInterface + ".PathChanged":
+		var (
+			host, link, reason string
+			usable             bool
+			cids               []string
+		)
+		if err := dbus.Store(sig.Body, &host, &usable, &link, &reason, &cids); err != nil {
+			return nil
+		}
+		return m.path(now, host, usable, link, reason, cids)
 	case skdbus.ObjectManagerIface + ".InterfacesRemoved":
 		var (
 			path   dbus.ObjectPath
@@ -317,6 +339,25 @@ func (m *monitor) removed(now time.Time, path dbus.ObjectPath, ifaces []string) 
 		}
 	}
 	return nil
+}
+
+// path reports a change of the network path to a host that managed
+// connections use: a link going down, coming up, a route appearing.
+func (m *monitor) path(now time.Time, host string, usable bool, link, reason string, cids []string) error {
+	if m.json {
+		ev := monitorEvent{Time: now.Format(time.RFC3339Nano), Event: "path", Host: host,
+			Usable: &usable, Link: link, Reason: reason, CIDs: cids}
+		return writeJSON(m.w, ev, false)
+	}
+	names := make([]string, len(cids))
+	for i, c := range cids {
+		names[i] = escapeText(c)
+	}
+	what := "usable via " + escapeText(link)
+	if !usable {
+		what = "down: " + escapeMessage(reason)
+	}
+	return m.line(now, "path to %s %s (%s)", escapeText(host), what, strings.Join(names, ", "))
 }
 
 // daemon reports storkeepd starting or stopping.

@@ -131,3 +131,40 @@ func TestMonitorJSON(t *testing.T) {
 		}
 	}
 }
+
+func pathChanged(host string, usable bool, link, reason string, cids ...string) *dbus.Signal {
+	return &dbus.Signal{Path: skdbus.RootPath, Name: skdbus.ManagerInterface + ".PathChanged",
+		Body: []any{host, usable, link, reason, cids}}
+}
+
+func TestMonitorPathChanged(t *testing.T) {
+	now := time.Date(2026, 3, 1, 15, 4, 5, 6_000_000, time.Local)
+	var buf bytes.Buffer
+	m := &monitor{w: &buf, cids: map[dbus.ObjectPath]string{}}
+	for _, sig := range []*dbus.Signal{
+		pathChanged("10.0.0.1", false, "eth1", "LinkDown: link eth1 is down", "vm1-disk", "vm2\x1b"),
+		pathChanged("10.0.0.1", true, "eth1", "", "vm1-disk"),
+	} {
+		if err := m.handle(now, sig); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := "15:04:05.006 path to 10.0.0.1 down: LinkDown: link eth1 is down (vm1-disk, \"vm2\\x1b\")\n" +
+		"15:04:05.006 path to 10.0.0.1 usable via eth1 (vm1-disk)\n"
+	if buf.String() != want {
+		t.Fatalf("monitor printed\n%s\nwant\n%s", buf.String(), want)
+	}
+
+	buf.Reset()
+	m.json = true
+	if err := m.handle(now, pathChanged("san", false, "", "NoRoute: no route to 10.0.0.9", "lun1")); err != nil {
+		t.Fatal(err)
+	}
+	var ev map[string]any
+	if err := json.Unmarshal(buf.Bytes(), &ev); err != nil {
+		t.Fatalf("not JSON: %q: %v", buf.String(), err)
+	}
+	if ev["event"] != "path" || ev["host"] != "san" || ev["usable"] != false || ev["reason"] != "NoRoute: no route to 10.0.0.9" {
+		t.Fatalf("JSON event = %v", ev)
+	}
+}

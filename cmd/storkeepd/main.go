@@ -103,6 +103,12 @@ func run() error {
 		return fmt.Errorf("runtime directory: %w", err)
 	}
 
+	var paths service.PathWatcher
+	if cfg.Reconnect.FollowLinks() {
+		paths = newNetPaths(log.With("component", "netmon"))
+	} else {
+		log.Info("link events are off (reconnect.link_events = false): only the backoff decides when to retry")
+	}
 	svc, err := service.New(service.Options{
 		Store:   store,
 		Logger:  log.With("component", "service"),
@@ -111,6 +117,7 @@ func run() error {
 			Initial: time.Duration(cfg.Reconnect.InitialBackoff),
 			Max:     time.Duration(cfg.Reconnect.MaxBackoff),
 		},
+		Paths: paths,
 		Backends: map[service.Kind]service.Backend{
 			service.KindNFS: &nfs.Backend{RuntimeDir: f.runtimeDir,
 				Log: log.With("component", "nfs")},
