@@ -76,16 +76,25 @@ func (Netlink) Subscribe(done <-chan struct{}, failed func(error)) (<-chan Event
 				}
 				a := u.Link.Attrs()
 				ev = Event{Kind: "link", Link: a.Name, Up: linkWhy(a) == Fine}
-			case _, ok := <-addrs:
+			case u, ok := <-addrs:
 				if !ok {
 					return
 				}
-				ev = Event{Kind: "address"}
-			case _, ok := <-routes:
+				ev = Event{Kind: "address", IPv6: u.LinkAddress.IP.To4() == nil}
+			case u, ok := <-routes:
 				if !ok {
 					return
 				}
-				ev = Event{Kind: "route"}
+				ev = Event{Kind: "route", IPv6: u.Family == unix.AF_INET6}
+				if d := u.Dst; d != nil {
+					if a, ok := netip.AddrFromSlice(d.IP); ok {
+						ones, _ := d.Mask.Size()
+						if a.Is4In6() {
+							a = a.Unmap()
+						}
+						ev.Dst = netip.PrefixFrom(a, ones)
+					}
+				}
 			}
 			select {
 			case out <- ev:

@@ -64,12 +64,16 @@ func (p Path) String() string {
 	return fmt.Sprintf("%s dev %s", p.Addr, p.Link)
 }
 
-// Event is one kernel notification, for logs and for showing admins what
-// happened. Only link events carry a name and a state.
+// Event is one kernel notification: enough to tell whether it can touch a
+// watched path, and to show admins what happened.
 type Event struct {
 	Kind string // "link", "address" or "route"
 	Link string // link events: the interface name
 	Up   bool   // link events: IFF_UP and a carrier
+	// IPv6: address and route events of the IPv6 family.
+	IPv6 bool
+	// Dst is a route event's destination; invalid for a default route.
+	Dst netip.Prefix
 }
 
 // Kernel is what a Monitor reads from the kernel. The real one is
@@ -217,8 +221,13 @@ func (m *Monitor) Run(ctx context.Context, report func(host string, p Path)) {
 				close(stop)
 				stop, events = nil, nil
 				subscribe()
-			} else if m.OnEvent != nil {
-				m.OnEvent(ev)
+			} else {
+				if m.OnEvent != nil {
+					m.OnEvent(ev)
+				}
+				if !m.relevant(ev) {
+					continue // a storm of unrelated links costs no route lookups
+				}
 			}
 			if pending == nil {
 				pending = time.After(settle)
@@ -240,6 +249,40 @@ func (m *Monitor) Run(ctx context.Context, report func(host string, p Path)) {
 			m.check(ctx, k, report)
 		}
 	}
+}
+
+// relevant reports whether ev can change a watched path: an event on a
+// link a path leaves through, a link coming up while a path is down, a
+// route toward a watched address (or a
+// default route) of its family, an address of its family. Anything else
+// (a dummy link coming and going, IPv6 link-local noise for IPv4 targets)
+// is left alone.
+func (m *Monitor) relevant(ev Event) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, st := range m.hosts {
+		if !st.reported {
+			return true // not looked at yet: any event is a reason
+		}
+		switch ev.Kind {
+		case "link":
+			// The path's own link; or any link coming up while a path
+			// is unusable (it may be the way back).
+			if ev.Link == st.last.Link || (ev.Up && !st.last.Usable) {
+				return true
+			}
+		default:
+			for _, a := range st.addrs {
+				if a.Is6() != ev.IPv6 {
+					continue
+				}
+				if ev.Kind == "address" || !ev.Dst.IsValid() || ev.Dst.Contains(a) {
+					return true
+				}
+			}
+		}
+	}
+	return false
 }
 
 // check asks the kernel for the path to every watched host and reports

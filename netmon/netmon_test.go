@@ -3,6 +3,7 @@ package netmon
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
 	"sync"
 	"testing"
@@ -155,7 +156,7 @@ func TestBurstIsOneCheck(t *testing.T) {
 	next(t, ch)
 	before, _ := k.counts()
 	for range 500 {
-		k.send(Event{Kind: "link", Link: "dummy"})
+		k.send(Event{Kind: "link", Link: "veth0"})
 	}
 	time.Sleep(300 * time.Millisecond)
 	after, _ := k.counts()
@@ -248,13 +249,13 @@ func TestWatchCountsAndNames(t *testing.T) {
 	}
 	m.Unwatch("nas.example")
 	k.set("10.0.0.1", Path{Link: "veth0", Why: LinkDown})
-	k.send(Event{Kind: "link"})
+	k.send(Event{Kind: "link", Link: "veth0"})
 	if r := next(t, ch); r.p.Usable {
 		t.Fatalf("still watched after one of two Unwatch: %+v", r)
 	}
 	m.Unwatch("nas.example")
 	k.set("10.0.0.1", up)
-	k.send(Event{Kind: "link"})
+	k.send(Event{Kind: "link", Link: "veth0"})
 	quiet(t, ch, 50*time.Millisecond)
 }
 
@@ -270,6 +271,49 @@ func TestPathString(t *testing.T) {
 	} {
 		if got := c.p.String(); got != c.want {
 			t.Errorf("%+v: %q, want %q", c.p, got, c.want)
+		}
+	}
+}
+
+func TestUnrelatedEventsCostNothing(t *testing.T) {
+	k := newFakeKernel()
+	k.set("10.0.0.1", up)
+	m := &Monitor{Kernel: k, Settle: time.Millisecond}
+	m.Watch("10.0.0.1")
+	ch := start(t, m)
+	next(t, ch)
+	time.Sleep(20 * time.Millisecond)
+	before, _ := k.counts()
+	for i := range 300 {
+		name := fmt.Sprintf("dummy%d", i)
+		k.send(Event{Kind: "link", Link: name, Up: true})
+		k.send(Event{Kind: "address", IPv6: true})
+		k.send(Event{Kind: "route", IPv6: true, Dst: netip.MustParsePrefix("fe80::/64")})
+		k.send(Event{Kind: "route", Dst: netip.MustParsePrefix("192.168.77.0/24")})
+	}
+	time.Sleep(100 * time.Millisecond)
+	if after, _ := k.counts(); after != before {
+		t.Fatalf("1200 unrelated events caused %d route lookups; want none", after-before)
+	}
+	// What can matter does: a route toward the host, a default route, an
+	// IPv4 address, the path's own link.
+	for _, ev := range []Event{
+		{Kind: "route", Dst: netip.MustParsePrefix("10.0.0.0/8")},
+		{Kind: "route"},
+		{Kind: "address"},
+		{Kind: "link", Link: "veth0"},
+	} {
+		before, _ := k.counts()
+		k.send(ev)
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			if after, _ := k.counts(); after > before {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%+v caused no re-check", ev)
+			}
+			time.Sleep(time.Millisecond)
 		}
 	}
 }

@@ -73,6 +73,9 @@ func (s Spec) Host() string {
 func (s *Service) pathChanged(host string, p Path) {
 	var again []*target
 	s.mu.Lock()
+	if s.hostUsedLocked(host) {
+		s.hostPaths[host] = p
+	}
 	ev := PathEvent{Host: host, Path: p}
 	for _, t := range s.targets {
 		if t.host != host {
@@ -157,4 +160,26 @@ func (s *Service) notePathDown(t *target, p Path) {
 	t.lastErr = NewConnError(pathError(p).Name, "%s (last attempt: %s)", p.Detail, last)
 	t.lastErrTime = s.now()
 	s.changedLocked(t)
+}
+
+// hostUsedLocked reports whether any target lives on host.
+func (s *Service) hostUsedLocked(host string) bool {
+	for _, t := range s.targets {
+		if t.host == host {
+			return true
+		}
+	}
+	return false
+}
+
+// pathMisjudged forgets the path of a target that connected although its
+// path looked unusable (policy routing or an interface binding the route
+// lookup does not see): the connection is the better witness, until the
+// path's next report.
+func (s *Service) pathMisjudged(t *target) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t.pathKnown = false
+	s.log.Warn("connected although the network path looked unusable; ignoring the path until it changes",
+		"target", string(t.key), "path", t.path.Detail)
 }

@@ -138,7 +138,7 @@ func TestPathBackAttemptsAtOnceWhateverTheBackoff(t *testing.T) {
 	paths.send(t, "files.example", pathDown)
 	eventually(t, "a failed attempt named after the link", func() bool {
 		st := ts.status("c1")
-		return st.Attempts >= 1 && st.LastError == ErrNameLinkDown && !st.NextAttempt.IsZero()
+		return st.LastError == ErrNameLinkDown && !st.NextAttempt.IsZero()
 	})
 	ts.waitIdle(spec.Target)
 	if st := ts.status("c1"); time.Until(st.NextAttempt) < 30*time.Minute {
@@ -206,5 +206,51 @@ func TestPathWatchFollowsTargets(t *testing.T) {
 	ts.waitForgotten()
 	if n := paths.count("files.example"); n != 0 {
 		t.Fatalf("host still watched %d times after every target was forgotten", n)
+	}
+}
+
+func TestNoAttemptsWithoutAPathUntilTheCap(t *testing.T) {
+	paths := newFakePaths()
+	ts := newTestService(t, withPaths(paths), withBackoff(time.Hour, time.Hour))
+	a := specFor(t, nfsA)
+	ts.manage("a", a)
+	ts.waitConnected("a")
+	paths.send(t, "files.example", pathDown)
+	eventually(t, "a reports the link", func() bool { return ts.status("a").LastError == ErrNameLinkDown })
+
+	// A second export on the same host, managed while the path is down,
+	// knows it at once: no attempt is made, none is hung.
+	b := specFor(t, "nfs://files.example/exports/b")
+	ts.manage("b", b)
+	eventually(t, "b waits for the path", func() bool {
+		st := ts.status("b")
+		return st.LastError == ErrNameLinkDown && !st.NextAttempt.IsZero()
+	})
+	ts.waitIdle(b.Target)
+	if n := ts.be.count(b.Target, opConnect); n != 0 {
+		t.Fatalf("Connect called %d times without a path; want 0", n)
+	}
+	paths.send(t, "files.example", pathUp)
+	ts.waitConnected("b")
+}
+
+func TestAttemptsAtTheCapEvenWithoutAPath(t *testing.T) {
+	paths := newFakePaths()
+	ts := newTestService(t, withPaths(paths), withBackoff(time.Millisecond, 8*time.Millisecond))
+	a := specFor(t, nfsA)
+	ts.be.fail(a.Target, opConnect, NewConnError("ServerUnreachable", "no answer"))
+	ts.manage("a", a)
+	paths.send(t, "files.example", pathDown)
+	// The path may be misjudged (policy routing, say): once the backoff
+	// has reached its cap, real attempts go on.
+	before := ts.be.count(a.Target, opConnect)
+	eventually(t, "real attempts at the cap", func() bool { return ts.be.count(a.Target, opConnect) >= before+3 })
+	ts.be.fail(a.Target, opConnect, nil)
+	ts.waitConnected("a")
+	// The connection outranks the path: it stays reported up.
+	ts.svc.Poke(a.Target)
+	ts.waitIdle(a.Target)
+	if st := ts.status("a"); !st.Connected {
+		t.Fatalf("connected despite the path, then reported %+v", st)
 	}
 }

@@ -95,11 +95,14 @@ type Service struct {
 	mu      sync.RWMutex // guards all following fields
 	cids    map[CID]*cidEntry
 	targets map[TargetKey]*target
-	bad     []BadFile
-	subs    map[*Subscription]struct{}
-	running bool // Run has started the runners
-	ctx     context.Context
-	stop    context.CancelFunc
+	// hostPaths is the last path reported for each host targets live on,
+	// for targets that come later.
+	hostPaths map[string]Path
+	bad       []BadFile
+	subs      map[*Subscription]struct{}
+	running   bool // Run has started the runners
+	ctx       context.Context
+	stop      context.CancelFunc
 
 	wg sync.WaitGroup // runners
 }
@@ -136,13 +139,14 @@ func New(opts Options) (*Service, error) {
 	}
 	opts.Reconnect = opts.Reconnect.withDefaults()
 	s := &Service{
-		opts:    opts,
-		store:   opts.Store,
-		log:     opts.Logger,
-		now:     opts.Now,
-		cids:    make(map[CID]*cidEntry),
-		targets: make(map[TargetKey]*target),
-		subs:    make(map[*Subscription]struct{}),
+		opts:      opts,
+		store:     opts.Store,
+		log:       opts.Logger,
+		now:       opts.Now,
+		cids:      make(map[CID]*cidEntry),
+		targets:   make(map[TargetKey]*target),
+		hostPaths: make(map[string]Path),
+		subs:      make(map[*Subscription]struct{}),
 	}
 	s.ctx, s.stop = context.WithCancel(context.Background())
 	if err := s.load(); err != nil {

@@ -55,6 +55,10 @@ func (s *Service) newTarget(spec Spec) *target {
 	}
 	if s.opts.Paths != nil && t.host != "" {
 		s.opts.Paths.Watch(t.host)
+		// Another target on the same host knows the path already.
+		if p, ok := s.hostPaths[t.host]; ok {
+			t.path, t.pathKnown = p, true
+		}
 	}
 	if d, ok := s.opts.Backends[spec.Kind].(Describer); ok {
 		t.described = d.Describe(spec)
@@ -153,6 +157,7 @@ type snapshot struct {
 	// unusable (path says why).
 	pathDown bool
 	path     Path
+	backoff  time.Duration // the delay before this attempt
 }
 
 func (s *Service) snapshot(t *target) snapshot {
@@ -167,6 +172,7 @@ func (s *Service) snapshot(t *target) snapshot {
 	}
 	sn.pathDown = t.pathKnown && !t.path.Usable
 	sn.path = t.path
+	sn.backoff = t.backoff
 	for c := range t.cids {
 		sn.cids = append(sn.cids, c)
 	}
@@ -238,6 +244,15 @@ func (s *Service) reconcile(t *target) {
 		s.setFailed(t, connErrorOf(oerr))
 		return
 	}
+	if sn.pathDown && sn.backoff < s.opts.Reconnect.Max {
+		// With no path, an attempt fails, or hangs until its deadline and
+		// holds up the one the path's return triggers. Count it failed
+		// without touching the host. Once the backoff reaches its cap the
+		// attempt is made anyway, in case the path was misjudged.
+		s.setFailed(t, NewConnError(pathError(sn.path).Name,
+			"%s: waiting for the path to come back (and trying every %s anyway)", sn.path.Detail, s.opts.Reconnect.Max))
+		return
+	}
 
 	s.setConnecting(t)
 	cctx, cancel := context.WithTimeout(context.WithValue(s.ctx, cidsKey{}, sn.cids), s.opts.OpTimeout)
@@ -247,6 +262,9 @@ func (s *Service) reconcile(t *target) {
 		return
 	}
 	if err == nil && obs.Connected {
+		if sn.pathDown {
+			s.pathMisjudged(t)
+		}
 		s.setConnected(t, obs)
 		return
 	}
@@ -346,6 +364,9 @@ func (s *Service) forgetTarget(t *target, hasRecord bool) {
 	}
 	if s.opts.Paths != nil && t.host != "" {
 		s.opts.Paths.Unwatch(t.host)
+		if !s.hostUsedLocked(t.host) {
+			delete(s.hostPaths, t.host)
+		}
 	}
 	t.connected = false
 	s.changedLocked(t)

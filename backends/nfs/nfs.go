@@ -60,7 +60,10 @@ type Backend struct {
 	// still answers (default 2 s); ProbeTimeout bounds one question
 	// (default 1.5 s).
 	ProbeInterval, ProbeTimeout time.Duration
-	Log                         *slog.Logger
+	// Probe asks a server whether it answers (nil: an NFS NULL call over
+	// TCP); tests replace it.
+	Probe func(ctx context.Context, server string, port uint16, vers uint32) error
+	Log   *slog.Logger
 
 	initOnce sync.Once
 	mu       sync.Mutex // guards targets, byPath and servers
@@ -108,6 +111,9 @@ func (b *Backend) init() {
 		}
 		if b.ProbeTimeout <= 0 {
 			b.ProbeTimeout = 1500 * time.Millisecond
+		}
+		if b.Probe == nil {
+			b.Probe = probeServer
 		}
 		b.targets = make(map[service.TargetKey]*entry)
 		b.byPath = make(map[godbus.ObjectPath]*entry)
@@ -249,6 +255,9 @@ func (b *Backend) Connect(ctx context.Context, spec service.Spec) (service.Obser
 	case obs.Err != nil:
 		return obs, obs.Err // something else is mounted there
 	}
+	if err := b.preflight(ctx, spec.NFS); err != nil {
+		return service.Observation{}, err
+	}
 	if err := os.MkdirAll(b.mountRoot(), 0o755); err != nil {
 		return service.Observation{}, service.NewConnError(ErrMountFailed, "mount root: %v", err)
 	}
@@ -281,6 +290,25 @@ func (b *Backend) Connect(ctx context.Context, spec service.Spec) (service.Obser
 		serr = errors.New("systemd reports the unit active, but the mount table does not show the mount")
 	}
 	return service.Observation{}, classify(spec.Target, serr)
+}
+
+// preflight asks the server once (a NULL call, ProbeTimeout) before a
+// mount: a server that cannot be reached at all (refused, no route) fails
+// the attempt in milliseconds instead of a mount unit that hangs until its
+// timeout and holds up the attempt after it. Silence proves nothing (a
+// busy server, a slow network): the mount goes ahead and decides.
+func (b *Backend) preflight(ctx context.Context, n *service.NFSSpec) error {
+	pctx, cancel := context.WithTimeout(ctx, b.ProbeTimeout)
+	defer cancel()
+	err := b.Probe(pctx, n.Server, n.Port, probeVersion(n))
+	if definitelyUnreachable(err) {
+		return service.NewConnError(ErrServerUnreachable, "NFS server %s: %v", n.Server, err)
+	}
+	return nil
+}
+
+func definitelyUnreachable(err error) bool {
+	return errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EHOSTUNREACH) || errors.Is(err, syscall.ENETUNREACH)
 }
 
 // Disconnect stops the mount unit (a lazy, forced unmount that finishes

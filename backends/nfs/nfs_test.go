@@ -202,7 +202,8 @@ func newTestBackend(t *testing.T) (*Backend, *fakeUnits) {
 	os.WriteFile(mi, []byte("22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw\n"), 0o644)
 	fu := &fakeUnits{t: t, mountinfo: mi}
 	b := &Backend{RuntimeDir: filepath.Join(dir, "run"), Units: fu, MountInfo: mi,
-		Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+		Log:   slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Probe: func(context.Context, string, uint16, uint32) error { return nil }}
 	return b, fu
 }
 
@@ -388,5 +389,22 @@ func TestProbedNeedsTwoMissesButOneRefusal(t *testing.T) {
 	refused := &net.OpError{Op: "dial", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}
 	if !b.probed(e, refused) || e.down == nil {
 		t.Fatal("a refusal did not count at once")
+	}
+}
+
+func TestConnectFailsFastWhenTheServerCannotBeReached(t *testing.T) {
+	b, fu := newTestBackend(t)
+	b.Probe = func(context.Context, string, uint16, uint32) error {
+		return &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ENETUNREACH)}
+	}
+	_, err := b.Connect(context.Background(), mustSpec(t, "nfs://10.0.0.1/e?vers=4.2"))
+	var ce *service.ConnError
+	if !errors.As(err, &ce) || ce.Name != ErrServerUnreachable || len(fu.starts) != 0 {
+		t.Fatalf("Connect = %v with %d unit starts; want ServerUnreachable and no mount unit", err, len(fu.starts))
+	}
+	// Silence is no proof: the mount goes ahead.
+	b.Probe = func(context.Context, string, uint16, uint32) error { return context.DeadlineExceeded }
+	if _, err := b.Connect(context.Background(), mustSpec(t, "nfs://10.0.0.1/e?vers=4.2")); err != nil || len(fu.starts) != 1 {
+		t.Fatalf("Connect = %v with %d unit starts; want a mount", err, len(fu.starts))
 	}
 }

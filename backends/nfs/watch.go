@@ -2,7 +2,6 @@ package nfs
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"slices"
@@ -345,7 +344,7 @@ func (b *Backend) probeMounted(ctx context.Context, poke func(service.TargetKey)
 		go func() {
 			defer wg.Done()
 			pctx, cancel := context.WithTimeout(ctx, b.ProbeTimeout)
-			err := probeServer(pctx, srv.host, srv.port, srv.vers)
+			err := b.Probe(pctx, srv.host, srv.port, srv.vers)
 			cancel()
 			if ctx.Err() != nil {
 				return
@@ -370,7 +369,7 @@ func (b *Backend) probed(e *entry, err error) bool {
 	case err == nil:
 		e.misses = 0
 		e.down = nil
-	case errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EHOSTUNREACH) || errors.Is(err, syscall.ENETUNREACH):
+	case definitelyUnreachable(err):
 		e.down = err
 	default:
 		e.misses++
