@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
@@ -555,3 +556,40 @@ func TestBusctlAndGdbusClients(t *testing.T) {
 }
 
 var _ = exec.Command
+
+// TestPathChangedSignal runs netmon for real (rtnetlink needs no
+// privileges to read): a target on 127.0.0.1 gets its path, through lo,
+// announced on the bus with the CIDs that use it.
+func TestPathChangedSignal(t *testing.T) {
+	cfg := filepath.Join(t.TempDir(), "storkeep.toml")
+	if err := os.WriteFile(cfg, []byte("[reconnect]\ninitial_backoff = \"50ms\"\nmax_backoff = \"200ms\"\nlink_events = true\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d := newDaemonArgs(t, "--config", cfg)
+	conn := d.client()
+	defer conn.Close()
+	if err := conn.AddMatchSignal(godbus.WithMatchInterface(skdbus.ManagerInterface), godbus.WithMatchMember("PathChanged")); err != nil {
+		t.Fatal(err)
+	}
+	sigs := make(chan *godbus.Signal, 100)
+	conn.Signal(sigs)
+	if _, err := manage(conn, nfsURI, "path", nil); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case s := <-sigs:
+		var (
+			host, link, reason string
+			usable             bool
+			cids               []string
+		)
+		if err := godbus.Store(s.Body, &host, &usable, &link, &reason, &cids); err != nil {
+			t.Fatalf("PathChanged body %v: %v", s.Body, err)
+		}
+		if s.Path != skdbus.RootPath || host != "127.0.0.1" || !usable || link != "lo" || reason != "" || len(cids) != 1 || cids[0] != "path" {
+			t.Fatalf("PathChanged from %s: %q %v %q %q %v", s.Path, host, usable, link, reason, cids)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatalf("no PathChanged within 20 s; daemon log:\n%s", d.log.String())
+	}
+}
