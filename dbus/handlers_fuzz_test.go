@@ -104,6 +104,12 @@ func socketPair(tb testing.TB) (net.Conn, net.Conn) {
 // returns the other end, authenticated as a bus daemon would.
 func startPeerServer(tb testing.TB) *rawPeer {
 	tb.Helper()
+	return startPeerServerWith(tb, Limits{MaxWait: 5 * time.Millisecond})
+}
+
+// startPeerServerWith is startPeerServer with the Server's limits.
+func startPeerServerWith(tb testing.TB, lim Limits) *rawPeer {
+	tb.Helper()
 	srvSide, cliSide := socketPair(tb)
 	p := &rawPeer{c: cliSide, r: bufio.NewReader(cliSide), stateDir: filepath.Join(tb.TempDir(), "state")}
 
@@ -155,7 +161,7 @@ func startPeerServer(tb testing.TB) *rawPeer {
 	go func() { _ = svc.Run(ctx); close(done) }()
 	tb.Cleanup(func() { cancel(); <-done })
 	if _, err := NewServer(&Conn{Conn: gc, swap: sw}, Options{Service: svc, Authorizer: fuzzAuthorizer{&p.allow, &p.last},
-		Limits: Limits{MaxWait: 5 * time.Millisecond}}); err != nil {
+		Limits: lim}); err != nil {
 		tb.Fatal(err)
 	}
 	return p

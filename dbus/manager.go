@@ -25,12 +25,15 @@ func (m manager) Manage(msg godbus.Message, uri, cid string, opts map[string]god
 	if err := s.checkOptions("Manage", opts, manageOptions); err != nil {
 		return "", err
 	}
-	if err := service.ValidateCID(cid); err != nil {
-		return "", toError(err)
+	if err := s.checkOptionLengths(opts); err != nil {
+		return "", err
 	}
-	spec, err := service.ParseURI(uri)
+	if err := s.checkNewCID(cid); err != nil {
+		return "", err
+	}
+	spec, err := s.parseURI(uri)
 	if err != nil {
-		return "", toError(err)
+		return "", err
 	}
 	if err := applyCHAP(&spec, opts); err != nil {
 		return "", err
@@ -91,7 +94,7 @@ func (m manager) Unmanage(msg godbus.Message, cid string, opts map[string]godbus
 	if err := s.checkOptions("Unmanage", opts, nil); err != nil {
 		return err
 	}
-	if err := s.checkString("CID", cid); err != nil {
+	if err := checkString("CID", cid); err != nil {
 		return err
 	}
 	if err := s.authorize(msg, ActionManage); err != nil {
@@ -109,7 +112,7 @@ func (m manager) UnmanagePrefix(msg godbus.Message, prefix string, opts map[stri
 	if err := s.checkOptions("UnmanagePrefix", opts, nil); err != nil {
 		return nil, err
 	}
-	if err := s.checkString("prefix", prefix); err != nil {
+	if err := checkString("prefix", prefix); err != nil {
 		return nil, err
 	}
 	if err := s.authorize(msg, ActionManage); err != nil {
@@ -185,7 +188,7 @@ func (m manager) GetConnection(msg godbus.Message, cid string) (godbus.ObjectPat
 	if err := checkSignature(msg, "s"); err != nil {
 		return "", err
 	}
-	if err := m.s.checkString("CID", cid); err != nil {
+	if err := checkString("CID", cid); err != nil {
 		return "", err
 	}
 	if _, ok := m.s.svc.Status(service.CID(cid)); !ok {

@@ -53,11 +53,46 @@ const (
 var ErrNotAuthorized = errors.New("not authorized")
 
 // Limits bound what one call may ask for, so that no client can make the
-// daemon do unbounded work.
+// daemon do unbounded work or store more than it should. The sizes are
+// checked before the call is authorized or anything is written. A zero
+// field means its default; the lengths are capped at service's ceilings.
 type Limits struct {
 	MaxOptions int           // entries in one options dictionary (default 64)
-	MaxString  int           // bytes in one string argument (default 4096)
 	MaxWait    time.Duration // longest Wait (default 1 h)
+	// MaxCIDLength bounds the CID a Manage call registers (default 255).
+	MaxCIDLength int
+	// MaxURILength bounds a Manage call's URI, as sent and once
+	// normalized (default 4096).
+	MaxURILength int
+	// MaxOptionLength bounds each string option value of a Manage call,
+	// the CHAP credentials (default 4096).
+	MaxOptionLength int
+}
+
+// maxStringArg bounds every other string argument and option value: the
+// CIDs and prefixes of the other calls, List's options. It is fixed, not
+// configured, so that lowering a limit never locks out a CID that is
+// managed already.
+const maxStringArg = 4096
+
+// withDefaults fills in zero fields and caps the lengths at the ceilings
+// the service itself enforces.
+func (l Limits) withDefaults() Limits {
+	def := func(v *int, d int) {
+		if *v <= 0 || *v > d {
+			*v = d
+		}
+	}
+	if l.MaxOptions <= 0 {
+		l.MaxOptions = 64
+	}
+	def(&l.MaxCIDLength, service.MaxCIDLength)
+	def(&l.MaxURILength, service.MaxURILength)
+	def(&l.MaxOptionLength, service.MaxOptionLength)
+	if l.MaxWait <= 0 {
+		l.MaxWait = time.Hour
+	}
+	return l
 }
 
 // Options configure a Server.
@@ -107,15 +142,7 @@ func NewServer(c *Conn, opts Options) (*Server, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	if opts.Limits.MaxOptions <= 0 {
-		opts.Limits.MaxOptions = 64
-	}
-	if opts.Limits.MaxString <= 0 {
-		opts.Limits.MaxString = 4096
-	}
-	if opts.Limits.MaxWait <= 0 {
-		opts.Limits.MaxWait = time.Hour
-	}
+	opts.Limits = opts.Limits.withDefaults()
 	s := &Server{conn: conn, swap: c.swap, svc: opts.Service, auth: opts.Authorizer, log: opts.Logger,
 		ver: opts.Version, lim: opts.Limits, emitted: make(map[service.CID]service.Status)}
 	exports := []struct {
@@ -314,18 +341,66 @@ func invalidArg(format string, args ...any) *godbus.Error {
 }
 
 // checkString refuses strings a client should never send.
-func (s *Server) checkString(what, v string) *godbus.Error {
-	if len(v) > s.lim.MaxString {
-		return invalidArg("%s is %d bytes; the limit is %d", what, len(v), s.lim.MaxString)
+func checkString(what, v string) *godbus.Error {
+	if len(v) > maxStringArg {
+		return invalidArg("%s is %d bytes; the limit is %d", what, len(v), maxStringArg)
 	}
 	return nil
+}
+
+// checkOptionLengths refuses a Manage call whose string option values
+// (already checked by checkOptions for their keys and types) pass the
+// configured limit.
+func (s *Server) checkOptionLengths(opts map[string]godbus.Variant) *godbus.Error {
+	keys := make([]string, 0, len(opts))
+	for k := range opts {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if v, ok := opts[k].Value().(string); ok && len(v) > s.lim.MaxOptionLength {
+			return invalidArg("option %s is %d bytes; the limit is %d (limits.max_option_length)", k, len(v), s.lim.MaxOptionLength)
+		}
+	}
+	return nil
+}
+
+// checkNewCID refuses a CID that Manage must not register: too long for
+// the configured limit, or against the CID rules.
+func (s *Server) checkNewCID(cid string) *godbus.Error {
+	if len(cid) > s.lim.MaxCIDLength {
+		return godbus.NewError(ErrorInvalidCID, []any{fmt.Sprintf("invalid CID: %s is %d bytes; the limit is %d (limits.max_cid_length)",
+			quoteShort(cid), len(cid), s.lim.MaxCIDLength)})
+	}
+	return toError(service.ValidateCID(cid))
+}
+
+// parseURI parses a Manage call's URI within the configured length limit,
+// which it checks before parsing (it bounds the parser's work) and on the
+// normalized form (which percent-encoding can make longer).
+func (s *Server) parseURI(uri string) (service.Spec, *godbus.Error) {
+	tooLong := func(n int, form string) *godbus.Error {
+		return godbus.NewError(ErrorInvalidURI, []any{fmt.Sprintf("invalid URI: URI is %d bytes%s; the limit is %d (limits.max_uri_length)",
+			n, form, s.lim.MaxURILength)})
+	}
+	if len(uri) > s.lim.MaxURILength {
+		return service.Spec{}, tooLong(len(uri), "")
+	}
+	spec, err := service.ParseURI(uri)
+	if err != nil {
+		return service.Spec{}, toError(err)
+	}
+	if len(spec.URI) > s.lim.MaxURILength {
+		return service.Spec{}, tooLong(len(spec.URI), " once normalized")
+	}
+	return spec, nil
 }
 
 // checkOptions refuses unknown keys, wrong types and oversized dictionaries.
 // allowed maps each accepted key to its D-Bus signature.
 func (s *Server) checkOptions(method string, opts map[string]godbus.Variant, allowed map[string]string) *godbus.Error {
 	if len(opts) > s.lim.MaxOptions {
-		return invalidArg("%s: %d options; the limit is %d", method, len(opts), s.lim.MaxOptions)
+		return invalidArg("%s: %d options; the limit is %d (limits.max_options)", method, len(opts), s.lim.MaxOptions)
 	}
 	keys := make([]string, 0, len(opts))
 	for k := range opts {
@@ -349,7 +424,7 @@ func (s *Server) checkOptions(method string, opts map[string]godbus.Variant, all
 			return invalidArg("%s: option %q must have type %q, not %q", method, k, sig, got)
 		}
 		if sig == "s" {
-			if err := s.checkString("option "+k, opts[k].Value().(string)); err != nil {
+			if err := checkString("option "+k, opts[k].Value().(string)); err != nil {
 				return err
 			}
 		}

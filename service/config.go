@@ -23,10 +23,63 @@ type DaemonConfig struct {
 	LogLevel string `toml:"log_level"` // debug, info, warn, error (default info)
 }
 
-// LimitsConfig bounds what clients may ask for.
+// LimitsConfig bounds what clients may ask for. A zero value means the
+// default. The three lengths are in bytes; they can lower the built-in
+// ceilings (MaxCIDLength, MaxURILength, MaxOptionLength), never raise them.
+// They bound what a Manage call stores; the other calls take any CID or
+// prefix up to the built-in limits, so that lowering a limit never locks
+// out a CID that is managed already.
 type LimitsConfig struct {
 	MaxCIDs    int `toml:"max_cids"`    // default 100000
 	MaxOptions int `toml:"max_options"` // entries in one options dictionary, default 64
+	// MaxCIDLength bounds the CID of a Manage call (default 255).
+	MaxCIDLength int `toml:"max_cid_length"`
+	// MaxURILength bounds the URI of a Manage call, as sent and once
+	// normalized (default 4096).
+	MaxURILength int `toml:"max_uri_length"`
+	// MaxOptionLength bounds each string option value of a Manage call:
+	// the CHAP user names and secrets (default 4096).
+	MaxOptionLength int `toml:"max_option_length"`
+}
+
+// Built-in ceilings of the request limits, and their defaults. The CID
+// rules and the URI parser enforce the first two whatever the
+// configuration says; a longer option value than MaxOptionLength has no
+// use (open-iscsi takes CHAP names and secrets of at most 255 bytes).
+const (
+	MaxCIDLength    = maxCIDLen
+	MaxURILength    = maxURILen
+	MaxOptionLength = 4096
+)
+
+// check refuses negative limits and lengths above their ceilings.
+func (l LimitsConfig) check() error {
+	counts := []struct {
+		key string
+		v   int
+	}{{"max_cids", l.MaxCIDs}, {"max_options", l.MaxOptions}}
+	for _, c := range counts {
+		if c.v < 0 {
+			return fmt.Errorf("limits.%s = %d: limits must not be negative", c.key, c.v)
+		}
+	}
+	lengths := []struct {
+		key     string
+		v, ceil int
+	}{
+		{"max_cid_length", l.MaxCIDLength, MaxCIDLength},
+		{"max_uri_length", l.MaxURILength, MaxURILength},
+		{"max_option_length", l.MaxOptionLength, MaxOptionLength},
+	}
+	for _, c := range lengths {
+		if c.v < 0 {
+			return fmt.Errorf("limits.%s = %d: limits must not be negative", c.key, c.v)
+		}
+		if c.v > c.ceil {
+			return fmt.Errorf("limits.%s = %d: at most %d (bytes); a limit can be lowered, not raised", c.key, c.v, c.ceil)
+		}
+	}
+	return nil
 }
 
 // ReconnectConfig is the retry policy.
@@ -92,8 +145,8 @@ func LoadConfig(path string, optional bool) (Config, error) {
 	default:
 		return c, fmt.Errorf("config %s: daemon.log_level %q: want debug, info, warn or error", path, c.Daemon.LogLevel)
 	}
-	if c.Limits.MaxCIDs < 0 || c.Limits.MaxOptions < 0 {
-		return c, fmt.Errorf("config %s: limits must not be negative", path)
+	if err := c.Limits.check(); err != nil {
+		return c, fmt.Errorf("config %s: %w", path, err)
 	}
 	return c, nil
 }

@@ -9,12 +9,15 @@ import (
 
 // FuzzLoadConfig checks that LoadConfig never panics on any file, that
 // its errors name the file, and that what it accepts is within bounds
-// (no negative limit or duration, a known log level).
+// (no negative limit or duration, no length above its ceiling, a known
+// log level).
 func FuzzLoadConfig(f *testing.F) {
 	for _, s := range []string{
 		"",
 		"[daemon]\nlog_level = \"debug\"\n[limits]\nmax_cids = 10\nmax_options = 2\n[reconnect]\ninitial_backoff = \"1s\"\nmax_backoff = \"60s\"\n",
 		"[limits]\nmax_cids = -1\n",
+		"[limits]\nmax_cid_length = 64\nmax_uri_length = 1024\nmax_option_length = 300\n",
+		"[limits]\nmax_uri_length = 4097\n",
 		"[reconnect]\ninitial_backoff = 5\n",
 		"[reconnect]\nmax_backoff = \"-1s\"\n",
 		"[daemon]\nlog_level = \"loud\"\ncolour = 1\n",
@@ -47,7 +50,11 @@ func FuzzLoadConfig(f *testing.F) {
 			}
 			return
 		}
-		if c.Limits.MaxCIDs < 0 || c.Limits.MaxOptions < 0 ||
+		l := c.Limits
+		if l.MaxCIDs < 0 || l.MaxOptions < 0 ||
+			l.MaxCIDLength < 0 || l.MaxCIDLength > MaxCIDLength ||
+			l.MaxURILength < 0 || l.MaxURILength > MaxURILength ||
+			l.MaxOptionLength < 0 || l.MaxOptionLength > MaxOptionLength ||
 			time.Duration(c.Reconnect.InitialBackoff) < 0 || time.Duration(c.Reconnect.MaxBackoff) < 0 {
 			t.Fatalf("accepted out-of-bounds config %+v from %q", c, data)
 		}

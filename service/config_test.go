@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -26,13 +27,17 @@ log_level = "debug"
 [limits]
 max_cids = 500
 max_options = 16
+max_cid_length = 64
+max_uri_length = 1024
+max_option_length = 256
 
 [reconnect]
 initial_backoff = "250ms"
 max_backoff = "1m30s"
 `, want: Config{
-			Daemon:    DaemonConfig{LogLevel: "debug"},
-			Limits:    LimitsConfig{MaxCIDs: 500, MaxOptions: 16},
+			Daemon: DaemonConfig{LogLevel: "debug"},
+			Limits: LimitsConfig{MaxCIDs: 500, MaxOptions: 16,
+				MaxCIDLength: 64, MaxURILength: 1024, MaxOptionLength: 256},
 			Reconnect: ReconnectConfig{InitialBackoff: Duration(250 * time.Millisecond), MaxBackoff: Duration(90 * time.Second)},
 		}},
 		{name: "link events off", content: "[reconnect]\nlink_events = false\n",
@@ -73,7 +78,17 @@ max_backoff = "1m30s"
 		{name: "log level case", content: "[daemon]\nlog_level = \"INFO\"\n",
 			wantErr: `daemon.log_level "INFO"`},
 		{name: "negative limit", content: "[limits]\nmax_cids = -1\n",
-			wantErr: "limits must not be negative"},
+			wantErr: "limits.max_cids = -1: limits must not be negative"},
+		{name: "negative length", content: "[limits]\nmax_option_length = -5\n",
+			wantErr: "limits.max_option_length = -5: limits must not be negative"},
+		{name: "lengths at their ceilings", content: "[limits]\nmax_cid_length = 255\nmax_uri_length = 4096\nmax_option_length = 4096\n",
+			want: Config{Limits: LimitsConfig{MaxCIDLength: 255, MaxURILength: 4096, MaxOptionLength: 4096}}},
+		{name: "CID length above its ceiling", content: "[limits]\nmax_cid_length = 256\n",
+			wantErr: "limits.max_cid_length = 256: at most 255 (bytes); a limit can be lowered, not raised"},
+		{name: "URI length above its ceiling", content: "[limits]\nmax_uri_length = 65536\n",
+			wantErr: "limits.max_uri_length = 65536: at most 4096"},
+		{name: "option length above its ceiling", content: "[limits]\nmax_option_length = 4097\n",
+			wantErr: "limits.max_option_length = 4097: at most 4096"},
 		{name: "limit of the wrong type", content: "[limits]\nmax_options = \"64\"\n",
 			wantErr: "line 2 column 15"},
 		{name: "torn", content: "[daemon\nlog_level = \"info\"\n",
@@ -190,5 +205,49 @@ func TestDurationText(t *testing.T) {
 				t.Errorf("MarshalText = %q, %v; want text that reads back as %v", out, err, tc.want)
 			}
 		})
+	}
+}
+
+// TestSampleConfigShowsTheDefaults: packaging/storkeep.toml documents
+// every key with its default, commented out. With every such line
+// uncommented it must load, and mean what the zero Config means.
+func TestSampleConfigShowsTheDefaults(t *testing.T) {
+	// Arrange
+	data, err := os.ReadFile(filepath.Join("..", "packaging", "storkeep.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	setting := regexp.MustCompile(`^# ([a-z_]+ = .*)$`)
+	var b strings.Builder
+	keys := 0
+	for _, line := range strings.Split(string(data), "\n") {
+		if m := setting.FindStringSubmatch(line); m != nil {
+			line = m[1]
+			keys++
+		}
+		b.WriteString(line + "\n")
+	}
+	path := filepath.Join(t.TempDir(), "storkeep.toml")
+	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	// Act
+	got, err := LoadConfig(path, false)
+
+	// Assert
+	if err != nil {
+		t.Fatalf("the sample with its settings uncommented: %v", err)
+	}
+	want := Config{
+		Daemon: DaemonConfig{LogLevel: "info"},
+		Limits: LimitsConfig{MaxCIDs: 100000, MaxOptions: 64,
+			MaxCIDLength: MaxCIDLength, MaxURILength: MaxURILength, MaxOptionLength: MaxOptionLength},
+		Reconnect: ReconnectConfig{InitialBackoff: Duration(time.Second), MaxBackoff: Duration(time.Minute)},
+	}
+	on := true
+	want.Reconnect.LinkEvents = &on
+	if !reflect.DeepEqual(got, want) || keys != 9 || !got.Reconnect.FollowLinks() {
+		t.Errorf("the sample shows %d keys meaning %+v; want 9 meaning %+v", keys, got, want)
 	}
 }

@@ -161,7 +161,10 @@ func (s *Service) load() error {
 		return fmt.Errorf("load state from %s: %w", s.store.Dir(), err)
 	}
 	for _, msg := range st.Tightened {
-		s.log.Warn("state file was readable by others; tightened", "what", msg)
+		s.log.Warn("state file was not private; tightened", "what", msg)
+	}
+	for _, msg := range st.Loose {
+		s.log.Error("state file is not private and could not be tightened; its secrets may be readable by others", "err", msg)
 	}
 	for _, b := range st.Bad {
 		s.log.Error("state file skipped", "path", b.Path, "err", b.Err)

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 
 	"github.com/pelletier/go-toml/v2"
 )
@@ -21,7 +22,8 @@ import (
 // written to a temporary name, synced, renamed into place, and the directory
 // synced.
 //
-// Layout under the state directory (0700, files 0600, root only):
+// Layout under the state directory (0700, files 0600, the daemon's user
+// alone; OpenStore and Load fix looser permissions they find):
 //
 //	cids/<h>.toml      one per CID; h = sha256(CID); holds the URI and secrets
 //	targets/<h>.toml   one per target: whether it was there before storkeep
@@ -61,26 +63,66 @@ type journalFile struct {
 	CIDs    []string `toml:"cids"`
 }
 
-// OpenStore creates the state directory if needed, tightens its permissions,
-// and returns a Store. Looser permissions found on an existing directory or
-// file are fixed and reported through fixed.
+// OpenStore creates the state directory if needed, makes it and its
+// sub-directories private, and returns a Store. A directory found with
+// looser permissions (any access for group or others, or another owner
+// than the daemon's user) is fixed; what was fixed comes back in fixed,
+// one line per change for the log. A directory that cannot be made private
+// is an error: the CHAP secrets inside would not be.
 func OpenStore(dir string) (st *Store, fixed []string, err error) {
 	for _, d := range []string{dir, filepath.Join(dir, "cids"), filepath.Join(dir, "targets")} {
-		if err := os.MkdirAll(d, 0o700); err != nil {
+		if err := os.MkdirAll(d, privateDirMode); err != nil {
 			return nil, nil, fmt.Errorf("state directory: %w", err)
 		}
 		fi, err := os.Stat(d)
 		if err != nil {
 			return nil, nil, fmt.Errorf("state directory: %w", err)
 		}
-		if fi.Mode().Perm() != 0o700 {
-			if err := os.Chmod(d, 0o700); err != nil {
-				return nil, nil, fmt.Errorf("state directory: %w", err)
-			}
-			fixed = append(fixed, fmt.Sprintf("%s was %#o, now 0700", d, fi.Mode().Perm()))
+		changes, err := makePrivate(d, fi, privateDirMode)
+		if err != nil {
+			return nil, nil, fmt.Errorf("state directory: %w", err)
 		}
+		fixed = append(fixed, changes...)
 	}
 	return &Store{dir: dir}, fixed, nil
+}
+
+// What "private" means for the state: the daemon's user alone may read,
+// write or enter; group and others have no access at all.
+const (
+	privateDirMode  fs.FileMode = 0o700
+	privateFileMode fs.FileMode = 0o600
+)
+
+// makePrivate gives path (whose current state is fi) to the daemon's own
+// user and takes every access away from group and others (setting mode
+// want), where that is not so already. It changes the owner first, so
+// that the new mode is the new owner's. It returns one line per change,
+// saying what it was and what it is now ("PATH: mode was 0644, now
+// 0600"), and nothing when the path was private already. A directory must
+// have exactly mode want (the daemon needs to enter and write it); a file
+// may be stricter than want.
+func makePrivate(path string, fi fs.FileInfo, want fs.FileMode) ([]string, error) {
+	var changes []string
+	euid := os.Geteuid()
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != euid {
+		if err := os.Chown(path, euid, -1); err != nil {
+			return changes, fmt.Errorf("%s is owned by uid %d, not the daemon's uid %d, and could not be taken over: %w", path, st.Uid, euid, err)
+		}
+		changes = append(changes, fmt.Sprintf("%s: owner was uid %d, now uid %d", path, st.Uid, euid))
+	}
+	perm := fi.Mode().Perm()
+	loose := perm&0o077 != 0
+	if fi.IsDir() {
+		loose = perm != want
+	}
+	if loose {
+		if err := os.Chmod(path, want); err != nil {
+			return changes, fmt.Errorf("%s has mode %#o and could not be set to %#o: %w", path, perm, want, err)
+		}
+		changes = append(changes, fmt.Sprintf("%s: mode was %#o, now %#o", path, perm, want))
+	}
+	return changes, nil
 }
 
 // Dir returns the state directory.
@@ -205,8 +247,12 @@ type Loaded struct {
 	CIDs    []LoadedCID
 	Targets []LoadedTarget
 	Bad     []BadFile
-	// Tightened lists files whose looser permissions Load fixed.
+	// Tightened lists the files whose looser permissions (or other owner)
+	// Load fixed: what each was and what it is now.
 	Tightened []string
+	// Loose lists the files Load found readable by others (or owned by
+	// another user) and could not fix. They are loaded all the same.
+	Loose []string
 }
 
 // Load reads the state back. It first finishes an interrupted prefix
@@ -308,11 +354,14 @@ func (st *Store) eachFile(sub string, s *Loaded, fn func(path string, data []byt
 			s.Bad = append(s.Bad, BadFile{Path: path, Err: errors.New("not a state file")})
 			continue
 		}
-		if info, err := e.Info(); err == nil && info.Mode().Perm()&0o077 != 0 {
-			// Secrets may be inside: tighten first, then report.
-			// Its content may still be sound: it is loaded, and reported.
-			_ = os.Chmod(path, 0o600)
-			s.Tightened = append(s.Tightened, fmt.Sprintf("%s: mode was %#o, tightened to 0600", path, info.Mode().Perm()))
+		// Secrets may be inside: make it private before reading it. Its
+		// content may still be sound: it is loaded either way.
+		if info, err := e.Info(); err == nil {
+			changes, err := makePrivate(path, info, privateFileMode)
+			s.Tightened = append(s.Tightened, changes...)
+			if err != nil {
+				s.Loose = append(s.Loose, err.Error())
+			}
 		}
 		data, err := os.ReadFile(path)
 		if err == nil {

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -406,7 +407,7 @@ func TestLoadTightensLooseFiles(t *testing.T) {
 			t.Errorf("%s is %#o; want tightened to 0600", p, m)
 		}
 		if !slices.ContainsFunc(l.Tightened, func(msg string) bool {
-			return strings.Contains(msg, p) && strings.Contains(msg, "mode was 0644, tightened to 0600")
+			return strings.Contains(msg, p) && strings.Contains(msg, "mode was 0644, now 0600")
 		}) {
 			t.Errorf("Tightened = %v; want %s reported", l.Tightened, p)
 		}
@@ -420,9 +421,140 @@ func TestLoadTightensLooseFiles(t *testing.T) {
 	if len(l.Targets) != 1 {
 		t.Errorf("loaded targets %v; want the loose record", l.Targets)
 	}
-	if l, _ := st.Load(); len(l.Bad) != 0 {
-		t.Errorf("a second Load reported %v; want nothing left to fix", l.Bad)
+	if l, _ := st.Load(); len(l.Bad) != 0 || len(l.Tightened) != 0 || len(l.Loose) != 0 {
+		t.Errorf("a second Load reported %v, %v, %v; want nothing left to fix", l.Bad, l.Tightened, l.Loose)
 	}
+}
+
+// foreignUID owns the files of the ownership tests: no one's.
+const foreignUID = 4242
+
+func skipUnlessRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("giving a file to another user needs root")
+	}
+}
+
+func TestOpenStoreTakesOverAForeignDirectory(t *testing.T) {
+	skipUnlessRoot(t)
+	// Arrange: a state directory that another user owns (and could read,
+	// mode 0700 or not).
+	dir := filepath.Join(t.TempDir(), "state")
+	if err := os.MkdirAll(filepath.Join(dir, "cids"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(filepath.Join(dir, "cids"), foreignUID, -1); err != nil {
+		t.Fatal(err)
+	}
+
+	// Act
+	_, fixed, err := OpenStore(dir)
+
+	// Assert
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf("%s: owner was uid %d, now uid 0", filepath.Join(dir, "cids"), foreignUID)
+	if !slices.Equal(fixed, []string{want}) {
+		t.Errorf("fixed = %q; want [%q]", fixed, want)
+	}
+	if uid := ownerUID(t, filepath.Join(dir, "cids")); uid != 0 {
+		t.Errorf("cids is owned by uid %d; want 0", uid)
+	}
+}
+
+func TestLoadTakesOverForeignLooseFiles(t *testing.T) {
+	skipUnlessRoot(t)
+	// Arrange: a CID file that another user owns and everyone may read.
+	ts := newTestService(t, notRunning())
+	st := ts.opts.Store
+	spec := specCHAP(specFor(t, iscsiA), CHAP{Username: "u", Password: "p"})
+	if err := st.PutCID("foreign", spec); err != nil {
+		t.Fatal(err)
+	}
+	p := st.cidPath("foreign")
+	if err := os.Chown(p, foreignUID, -1); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(p, 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	// Act
+	l, err := st.Load()
+
+	// Assert: both fixed, both reported, owner first; the CID still loads.
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		fmt.Sprintf("%s: owner was uid %d, now uid 0", p, foreignUID),
+		p + ": mode was 0644, now 0600",
+	}
+	if !slices.Equal(l.Tightened, want) || len(l.Loose) != 0 {
+		t.Errorf("Tightened = %q, Loose = %q; want %q and nothing loose", l.Tightened, l.Loose, want)
+	}
+	if uid, m := ownerUID(t, p), fileMode(t, p); uid != 0 || m != 0o600 {
+		t.Errorf("%s is uid %d mode %#o; want uid 0 mode 0600", p, uid, m)
+	}
+	if got := loadedCIDs(l); !slices.Equal(got, []CID{"foreign"}) {
+		t.Errorf("loaded %q; want the fixed file's CID", got)
+	}
+}
+
+func TestMakePrivateReportsWhatItCannotFix(t *testing.T) {
+	// Arrange: a loose file that is gone by the time it is fixed.
+	p := filepath.Join(t.TempDir(), "gone.toml")
+	writeFile(t, p, "")
+	if err := os.Chmod(p, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(p); err != nil {
+		t.Fatal(err)
+	}
+
+	// Act
+	changes, err := makePrivate(p, fi, privateFileMode)
+
+	// Assert
+	if err == nil || len(changes) != 0 {
+		t.Fatalf("makePrivate = %q, %v; want an error and no change", changes, err)
+	}
+	if msg := err.Error(); !strings.Contains(msg, p) || !strings.Contains(msg, "mode 0644") || !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("error %q; want the path, its mode and the cause", msg)
+	}
+}
+
+func TestMakePrivateLeavesStricterFilesAlone(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "strict.toml")
+	writeFile(t, p, "")
+	if err := os.Chmod(p, 0o400); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if changes, err := makePrivate(p, fi, privateFileMode); err != nil || len(changes) != 0 {
+		t.Errorf("makePrivate of a 0400 file = %q, %v; want no change", changes, err)
+	}
+	if m := fileMode(t, p); m != 0o400 {
+		t.Errorf("mode %#o; want 0400 kept", m)
+	}
+}
+
+func ownerUID(t *testing.T, path string) int {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return int(fi.Sys().(*syscall.Stat_t).Uid)
 }
 
 func TestLoadRemovesTempFiles(t *testing.T) {

@@ -97,7 +97,7 @@ func run() error {
 		return err
 	}
 	for _, msg := range fixed {
-		log.Warn("tightened state directory permissions", "what", msg)
+		log.Warn("state directory was not private; tightened", "what", msg)
 	}
 	if err := os.MkdirAll(f.runtimeDir, 0o755); err != nil {
 		return fmt.Errorf("runtime directory: %w", err)
@@ -140,7 +140,12 @@ func run() error {
 			log.With("component", "policy")),
 		Logger:  log.With("component", "dbus"),
 		Version: version,
-		Limits:  skdbus.Limits{MaxOptions: cfg.Limits.MaxOptions},
+		Limits: skdbus.Limits{
+			MaxOptions:      cfg.Limits.MaxOptions,
+			MaxCIDLength:    cfg.Limits.MaxCIDLength,
+			MaxURILength:    cfg.Limits.MaxURILength,
+			MaxOptionLength: cfg.Limits.MaxOptionLength,
+		},
 	})
 	if err != nil {
 		return err
