@@ -82,7 +82,7 @@ run ls -l /dev/disk/by-path/ | grep -- "-iscsi-" || true
 
 header "A link failure: the NFS server's link goes down, then comes back"
 run ip link set vdn0 down
-sleep 2
+sleep 1
 run storkeepctl show vm1-disk | grep -E '^(Connected|State|LastError|LastErrorMessage):' || true
 run ip link set vdn0 up
 run storkeepctl wait vm1-disk --timeout 60s
@@ -90,7 +90,7 @@ run storkeepctl show vm1-disk | grep -E '^(Connected|State):' || true
 
 header "The same for the iSCSI target's link"
 run ip link set vds0 down
-echo "(the kernel notices a dead iSCSI path at its NOP-out timeout, about 10 s here)"
+echo "(storkeepd sees the link go at once; the kernel would wait for its NOP-out timeout, about 10 s)"
 for _ in $(seq 40); do
   if storkeepctl show vm3-lun | grep -q '^Connected: false'; then break; fi
   sleep 0.5
