@@ -119,6 +119,19 @@ func quiet(t *testing.T, ch <-chan report, d time.Duration) {
 
 var up = Path{Link: "veth0", Usable: true}
 
+// watchingUp runs a Monitor watching 10.0.0.1, whose path is up, and
+// returns once that has been reported.
+func watchingUp(t *testing.T, settle time.Duration) (*fakeKernel, <-chan report) {
+	t.Helper()
+	k := newFakeKernel()
+	k.set("10.0.0.1", up)
+	m := &Monitor{Kernel: k, Settle: settle}
+	m.Watch("10.0.0.1")
+	ch := start(t, m)
+	next(t, ch)
+	return k, ch
+}
+
 func TestReportsFirstPathThenChangesOnly(t *testing.T) {
 	k := newFakeKernel()
 	k.set("10.0.0.1", up)
@@ -148,12 +161,7 @@ func TestReportsFirstPathThenChangesOnly(t *testing.T) {
 }
 
 func TestBurstIsOneCheck(t *testing.T) {
-	k := newFakeKernel()
-	k.set("10.0.0.1", up)
-	m := &Monitor{Kernel: k, Settle: 100 * time.Millisecond}
-	m.Watch("10.0.0.1")
-	ch := start(t, m)
-	next(t, ch)
+	k, ch := watchingUp(t, 100 * time.Millisecond)
 	before, _ := k.counts()
 	for range 500 {
 		k.send(Event{Kind: "link", Link: "veth0"})
@@ -169,12 +177,7 @@ func TestBurstIsOneCheck(t *testing.T) {
 }
 
 func TestResubscribesAndRechecksAfterOverflow(t *testing.T) {
-	k := newFakeKernel()
-	k.set("10.0.0.1", up)
-	m := &Monitor{Kernel: k, Settle: time.Millisecond}
-	m.Watch("10.0.0.1")
-	ch := start(t, m)
-	next(t, ch)
+	k, ch := watchingUp(t, time.Millisecond)
 
 	// The path changes and the event that says so is lost in an overflow.
 	k.set("10.0.0.1", Path{Link: "veth0", Why: LinkDown})
@@ -276,12 +279,7 @@ func TestPathString(t *testing.T) {
 }
 
 func TestUnrelatedEventsCostNothing(t *testing.T) {
-	k := newFakeKernel()
-	k.set("10.0.0.1", up)
-	m := &Monitor{Kernel: k, Settle: time.Millisecond}
-	m.Watch("10.0.0.1")
-	ch := start(t, m)
-	next(t, ch)
+	k, _ := watchingUp(t, time.Millisecond)
 	time.Sleep(20 * time.Millisecond)
 	before, _ := k.counts()
 	for i := range 300 {
