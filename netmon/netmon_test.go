@@ -161,7 +161,7 @@ func TestReportsFirstPathThenChangesOnly(t *testing.T) {
 }
 
 func TestBurstIsOneCheck(t *testing.T) {
-	k, ch := watchingUp(t, 100 * time.Millisecond)
+	k, ch := watchingUp(t, 100*time.Millisecond)
 	before, _ := k.counts()
 	for range 500 {
 		k.send(Event{Kind: "link", Link: "veth0"})
