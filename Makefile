@@ -38,9 +38,11 @@ test-fast:
 	$(GO) test ./...
 
 # The test host: a User-mode Linux guest with systemd, nfsd, tgt and
-# iscsiadm (testhost/README.md). Built once, cached by its recipe.
+# iscsiadm (testhost/README.md). Built once, cached by its recipe; then
+# testhost/smoke.sh proves, in a guest, what the suite relies on.
 testhost:
 	bash testhost/build.sh
+	bash testhost/run.sh testhost/smoke.sh dist/testhost-smoke
 
 E2E_DIR ?= dist/e2e
 # Builds the .deb and the suite, boots the test host, installs the package
@@ -79,17 +81,20 @@ bench-host:
 	cat dist/bench-host/out/bench-*.txt
 
 # Runs every fuzz target for FUZZTIME inputs each (go test -fuzz takes one target
-# of one package at a time).
+# of one package at a time). The targets are read from the test files that
+# go list puts in each package's build (`func FuzzXxx(` at the top level):
+# `go test -list` would compile and link every package's tests first.
 fuzz:
 	@found=0; \
-	for pkg in $$($(GO) list -f '{{if or .TestGoFiles .XTestGoFiles}}{{.ImportPath}}{{end}}' ./...); do \
-		list=$$($(GO) test -list '^Fuzz' "$$pkg"); \
-		for target in $$(grep '^Fuzz' <<<"$$list" || true); do \
+	pkgs=$$($(GO) list -f '{{.ImportPath}} {{.Dir}} {{join .TestGoFiles " "}} {{join .XTestGoFiles " "}}' ./...); \
+	while read -r pkg dir files; do \
+		[ -n "$$files" ] || continue; \
+		for target in $$(cd "$$dir" && sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' $$files); do \
 			found=1; \
 			echo "fuzz: $$pkg $$target for $(FUZZTIME)"; \
 			$(GO) test -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZTIME) "$$pkg"; \
 		done; \
-	done; \
+	done <<<"$$pkgs"; \
 	[ "$$found" = 1 ] || echo "fuzz: no fuzz targets found"
 
 deb:

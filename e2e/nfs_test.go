@@ -45,8 +45,9 @@ ip -n %[1]s link set lo up
 ip -n %[1]s addr add %[3]s/24 dev vnf1
 ip -n %[1]s link set vnf1 up
 mkdir -p %[4]s && mount -t tmpfs -o size=64m,mode=0755 tmpfs %[4]s
-mkdir -p %[4]s/a %[4]s/b %[4]s/bench /etc/exports.d
-for i in $(seq -w 1 200); do mkdir -p %[4]s/bench/d$i; done
+# One mkdir for all 200 of the benchmark's directories: a command costs
+# 0.1-0.5 s in the guest.
+mkdir -p %[4]s/a %[4]s/b %[4]s/bench/d{001..200} /etc/exports.d
 echo "from the v4 server" >%[4]s/a/hello
 cat >/etc/exports.d/e2e-v4.exports <<EOF
 %[4]s    %[2]s/32(rw,sync,no_subtree_check,no_root_squash,fsid=0,crossmnt)
