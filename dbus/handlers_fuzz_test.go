@@ -136,7 +136,7 @@ func startPeerServerWith(tb testing.TB, lim Limits) *rawPeer {
 		authDone <- err
 	}()
 	sw := &replySwapper{Conn: srvSide, pending: make(map[replyKey]swapped)}
-	gc, err := godbus.NewConn(sw)
+	gc, err := godbus.NewConn(sw, connOptions()...)
 	if err != nil {
 		tb.Fatal(err)
 	}

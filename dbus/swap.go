@@ -107,7 +107,7 @@ func dial(bus string) (*godbus.Conn, *replySwapper, error) {
 			continue
 		}
 		sw := &replySwapper{Conn: nc, pending: make(map[replyKey]swapped)}
-		conn, err := godbus.NewConn(sw)
+		conn, err := godbus.NewConn(sw, connOptions()...)
 		if err == nil {
 			if err = conn.Auth(nil); err == nil {
 				err = conn.Hello()
