@@ -11,6 +11,8 @@ import (
 	"time"
 
 	godbus "github.com/godbus/dbus/v5"
+
+	skdbus "github.com/storkeep/storkeep/dbus"
 )
 
 // TestNetBenchLinkUp measures, in one run, with the netlink watcher on and
@@ -104,7 +106,7 @@ func TestNetBenchLinkUp(t *testing.T) {
 // and returns the time since start; limit means "not within limit".
 func untilConnected(c *godbus.Conn, cid string, want bool, start time.Time, limit time.Duration) time.Duration {
 	for time.Since(start) < limit {
-		v, err := conn(c, cid).GetProperty("org.storkeep.StorKeep1.Connection.Connected")
+		v, err := conn(c, cid).GetProperty(skdbus.ConnInterface + ".Connected")
 		if err == nil && v.Value() == want {
 			return time.Since(start)
 		}

@@ -93,22 +93,6 @@ func sessionState(id uint32) string {
 	return strings.TrimSpace(string(b))
 }
 
-// mountsOf counts the mounts at where in the guest's mount table.
-func mountsOf(t *testing.T, where string) int {
-	t.Helper()
-	data, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := 0
-	for _, line := range strings.Split(string(data), "\n") {
-		if f := strings.Fields(line); len(f) > 4 && f[4] == where {
-			n++
-		}
-	}
-	return n
-}
-
 // pathDownError says whether a LastError names the path as the reason.
 func pathDownError(v any) bool { return v == "LinkDown" || v == "NoRoute" }
 
@@ -240,7 +224,7 @@ func TestLinkDownAndUp(t *testing.T) {
 			waitConnected(t, c, cid, true, 60*time.Second)
 		}
 		t.Logf("both connected %s after the last flap", time.Since(start).Round(time.Millisecond))
-		if n := mountsOf(t, where); n != 1 {
+		if n := len(mountsAt(t, where)); n != 1 {
 			t.Errorf("%d mounts at %s after the flaps; want 1", n, where)
 		}
 		if s := sessionsTo(isIQNPlain); len(s) != 1 || s[0].id != int(sid) {

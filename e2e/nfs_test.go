@@ -144,15 +144,19 @@ func unmanage(t *testing.T, c *godbus.Conn, cid string) {
 	}
 }
 
-// mountAt reads the guest's mount table: the mount ID, source and type of
-// the topmost mount at where, or ok false.
-func mountAt(t *testing.T, where string) (id, source, fstype string, ok bool) {
+// mountEntry is one line of the guest's mount table, as the tests need it.
+type mountEntry struct{ id, source, fstype string }
+
+// mountsAt reads the guest's mount table: every mount at where, bottom
+// first.
+func mountsAt(t *testing.T, where string) []mountEntry {
 	t.Helper()
 	f, err := os.Open("/proc/self/mountinfo")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
+	var out []mountEntry
 	s := bufio.NewScanner(f)
 	for s.Scan() {
 		fields := strings.Fields(s.Text())
@@ -167,10 +171,22 @@ func mountAt(t *testing.T, where string) (id, source, fstype string, ok bool) {
 			continue
 		}
 		if strings.ReplaceAll(fields[4], `\040`, " ") == where {
-			id, fstype, source, ok = fields[0], fields[sep+1], fields[sep+2], true
+			out = append(out, mountEntry{id: fields[0], fstype: fields[sep+1], source: fields[sep+2]})
 		}
 	}
-	return id, source, fstype, ok
+	return out
+}
+
+// mountAt is the topmost mount at where: its ID, source and type, or ok
+// false.
+func mountAt(t *testing.T, where string) (id, source, fstype string, ok bool) {
+	t.Helper()
+	m := mountsAt(t, where)
+	if len(m) == 0 {
+		return "", "", "", false
+	}
+	top := m[len(m)-1]
+	return top.id, top.source, top.fstype, true
 }
 
 func nfsMountPoint(t *testing.T, c *godbus.Conn, cid string) (where, unit string) {

@@ -113,6 +113,9 @@ type Monitor struct {
 	mu    sync.Mutex
 	hosts map[string]*host
 	kick  chan struct{}
+	// resolving counts the resolver goroutines, which Run owns: it
+	// returns only after they have ended.
+	resolving sync.WaitGroup
 }
 
 // host is one watched host name or address.
@@ -177,6 +180,7 @@ func (m *Monitor) Run(ctx context.Context, report func(host string, p Path)) {
 	m.mu.Lock()
 	m.init()
 	m.mu.Unlock()
+	defer m.resolving.Wait() // after ctx ends, which cancels them
 	k := m.kernel()
 	settle := durOr(m.Settle, 30*time.Millisecond)
 	resync := time.NewTicker(durOr(m.Resync, 60*time.Second))
@@ -351,8 +355,7 @@ func (m *Monitor) expire(ctx context.Context, now time.Time, maxAge time.Duratio
 	for name, st := range m.hosts {
 		if _, err := netip.ParseAddr(name); err != nil && !st.resolving && now.Sub(st.resolvedAt) >= maxAge {
 			st.resolvedAt = time.Time{}
-			st.resolving = true
-			go m.resolve(ctx, name)
+			m.startResolveLocked(ctx, name, st)
 		}
 	}
 }
@@ -363,8 +366,16 @@ func (m *Monitor) resolveLocked(ctx context.Context, name string, st *host) {
 	if st.resolving || time.Since(st.resolvedAt) < 5*time.Second {
 		return // under way, or failed a moment ago
 	}
+	m.startResolveLocked(ctx, name, st)
+}
+
+func (m *Monitor) startResolveLocked(ctx context.Context, name string, st *host) {
 	st.resolving = true
-	go m.resolve(ctx, name)
+	m.resolving.Add(1)
+	go func() {
+		defer m.resolving.Done()
+		m.resolve(ctx, name)
+	}()
 }
 
 func (m *Monitor) resolve(ctx context.Context, name string) {
