@@ -1,6 +1,10 @@
 #!/bin/bash
 # Boot the storkeep test host (User-mode Linux, systemd as PID 1) from a
 # pristine copy of the cached root, run SCRIPT inside it with bash, power off.
+# The kernel (linux.uml) runs chrooted into its own tree (build.sh), in a
+# mount namespace of its own that holds the guest root and the shared
+# directories; before the first boot on a host, a preflight proves the
+# kernel can run there and says in one line why not.
 #
 # Usage: testhost/run.sh SCRIPT [OUTDIR]
 #   SCRIPT's directory is mounted in the guest at /mnt/host (read-write, it is
@@ -13,7 +17,8 @@
 #     timing.txt   the timings printed at the end
 #   Files the script writes to $STORKEEP_TESTHOST_OUT (/mnt/out) land in OUTDIR.
 #   Exit code: the script's; 124 when the guest timed out; 125 when the guest
-#   stopped without the script having finished; 2 for usage errors.
+#   stopped without the script having finished; 2 for usage errors; 3 when
+#   the host cannot run the test host (the preflight says why).
 #
 # Knobs (environment):
 #   STORKEEP_TESTHOST_TIMEOUT    seconds for the whole guest run (default 600)
@@ -43,7 +48,22 @@ if (($# < 1 || $# > 2)) || [[ ! -f "$1" ]]; then
   echo "usage: $0 SCRIPT [OUTDIR]" >&2
   exit 2
 fi
-[[ $(id -u) -eq 0 ]] || { log "must run as root"; exit 2; }
+# --- preflight: what the host must give, checked before anything is built ------
+# Each failure is one line that says what is missing and why it is needed.
+cannot() { printf 'testhost: cannot run here: %s\n' "$*" >&2; exit 3; }
+[[ $(id -u) -eq 0 ]] || cannot "not root (mmdebstrap, chroot, mount namespaces and UML need root)"
+for tool in unshare chroot mount setsid flock apt-get dpkg-query; do
+  command -v "$tool" >/dev/null 2>&1 || cannot "no '$tool' on the PATH (util-linux, coreutils, apt, dpkg)"
+done
+[[ -d /dev/shm && -w /dev/shm ]] || cannot "no writable /dev/shm (UML keeps the guest's memory in a file there)"
+mem_bytes() {
+  local v=${1%[kKmMgG]} u=${1: -1}
+  case $u in k|K) echo $((v << 10));; m|M) echo $((v << 20));; g|G) echo $((v << 30));; *) echo "$1";; esac
+}
+shm_free=$(( $(stat -f -c '%a * %S' /dev/shm) ))
+(( shm_free >= $(mem_bytes "$MEM") )) ||
+  cannot "/dev/shm has $((shm_free >> 20)) MiB free, the guest needs $MEM there (STORKEEP_TESTHOST_MEM, or a larger /dev/shm)"
+
 SCRIPT="$(readlink -f "$1")"
 SHARE="$(dirname "$SCRIPT")"
 if (($# == 2)); then
@@ -57,9 +77,61 @@ rm -f "$OUT"/{log,rc,journal.txt,console.log,started,timing.txt}
 T0=$(now)
 
 # --- root -----------------------------------------------------------------------
-ROOT="$("$HERE/build.sh" | tail -n1)"
-[[ -d "$ROOT" ]] || { log "build.sh gave no root"; exit 1; }
+DIR="$("$HERE/build.sh" | tail -n1)"
+ROOT="$DIR/root"
+UML="$DIR/uml"
+[[ -d "$ROOT" && -x "$UML/usr/bin/linux.uml" ]] || { log "build.sh gave no test host"; exit 1; }
+KERNEL="$(cat "$UML/etc/storkeep-testhost-kernel")"
 T_BUILD=$(now)
+
+# in_kernel_tree ARGS...: runs linux.uml ARGS chrooted into the kernel's tree,
+# in a private mount namespace holding what the guest sees through hostfs:
+# /dev (and the host's /dev/shm, where UML keeps guest memory), /proc (UML
+# reads /proc/self/exe), a private /tmp (uml_dir), and, when set,
+# G_LOWER/G_UPPER/G_WORK (an overlay) or G_BIND as /storkeep/guest and
+# G_SHARE/G_OUT as /storkeep/share and /storkeep/out.
+in_kernel_tree() {
+  unshare -m --propagation private -- /bin/bash -c '
+    set -e
+    u=$1; shift
+    mount --rbind /dev "$u/dev"
+    mount -t proc proc "$u/proc"
+    mount -t tmpfs -o mode=1777 tmpfs "$u/tmp"
+    if [[ -n "${G_LOWER:-}" ]]; then
+      mount -t overlay overlay -o "lowerdir=$G_LOWER,upperdir=$G_UPPER,workdir=$G_WORK" "$u/storkeep/guest"
+    elif [[ -n "${G_BIND:-}" ]]; then
+      mount --bind "$G_BIND" "$u/storkeep/guest"
+    fi
+    if [[ -n "${G_SHARE:-}" ]]; then
+      mount --bind "$G_SHARE" "$u/storkeep/share"
+      mount --bind "$G_OUT" "$u/storkeep/out"
+    fi
+    exec chroot "$u" /usr/bin/env TMPDIR=/dev/shm linux.uml "$@"' in_kernel_tree "$UML" "$@"
+}
+
+# The kernel's preflight: boot it with a one-line init, once per kernel and
+# host CPU (the AMX failure depends on the CPU). ~1 s.
+cpu_sig="$( { grep -m1 '^flags' /proc/cpuinfo; uname -r; cat "$UML/etc/storkeep-testhost-kernel"; } | sha256sum | cut -c1-16)"
+if [[ ! -f "$DIR/preflight-$cpu_sig" ]]; then
+  pf_log="$DIR/preflight.log"
+  setsid /bin/bash -c "$(declare -f in_kernel_tree); UML=$(printf %q "$UML"); in_kernel_tree \"\$@\"" in_kernel_tree \
+    mem=64M root=/dev/root rootfstype=hostfs rootflags=/ ro init=/storkeep/preflight-init \
+    con=null con0=fd:0,fd:1 uml_dir=/tmp quiet </dev/null >"$pf_log" 2>&1 &
+  pf_pid=$!
+  for _ in $(seq 600); do kill -0 "$pf_pid" 2>/dev/null || break; sleep 0.1; done
+  # setsid: its pid is the group's (and the group is not ours: it ran a minute).
+  [[ "$(ps -o pgid= -p "$pf_pid" | tr -d ' ')" != "$pf_pid" ]] || kill -KILL -- "-$pf_pid" 2>/dev/null || true
+  wait "$pf_pid" 2>/dev/null || true
+  if grep -q 'storkeep-testhost-preflight: init runs' "$pf_log"; then
+    touch "$DIR/preflight-$cpu_sig"
+  else
+    why="$(grep -m1 -E 'failed|panic|error|Error' "$pf_log" || tail -n1 "$pf_log")"
+    if grep -q 'ptrace set fp regs failed' "$pf_log"; then
+      why="$why: this kernel cannot hand the host CPU's register state to its processes (CPUs with AMX need user-mode-linux 7.2 or later)"
+    fi
+    cannot "$KERNEL does not start a process on this host: ${why:-no output} (whole output: $pf_log)"
+  fi
+fi
 
 RUNS="${STORKEEP_CACHE:-$HOME/.cache/storkeep}/testhost/runs"
 mkdir -p "$RUNS"
@@ -113,7 +185,7 @@ fi
 mkdir -p "$GUEST_ROOT"/usr/local/sbin "$GUEST_ROOT"/etc/storkeep-testhost \
          "$GUEST_ROOT"/etc/systemd/system/multi-user.target.wants
 {
-  printf 'SHARE=%q\nOUT=%q\nSCRIPT=%q\n' "$SHARE" "$OUT" "$(basename "$SCRIPT")"
+  printf 'SHARE=%q\nOUT=%q\nSCRIPT=%q\n' /storkeep/share /storkeep/out "$(basename "$SCRIPT")"
   while IFS='=' read -r name _; do
     [[ "$name" == STORKEEP_E2E_* ]] && printf 'export %s=%q\n' "$name" "${!name}"
   done < <(env)
@@ -167,30 +239,34 @@ ln -sfn ../storkeep-testhost-run.service \
 T_ROOT=$(now)
 
 # --- boot -------------------------------------------------------------------------
-mkdir -p "$RUN/uml"
 UMID="storkeep-$$"
 # shellcheck disable=SC2054  # con0=fd:0,fd:1 is one argument
-uml_args=(mem="$MEM" root=/dev/root rootfstype=hostfs rw
+uml_args=(mem="$MEM" root=/dev/root rootfstype=hostfs rootflags=/storkeep/guest rw
           init=/lib/systemd/systemd con=null con0=fd:0,fd:1
-          umid="$UMID" uml_dir="$RUN/uml" quiet)
+          umid="$UMID" uml_dir=/tmp quiet)
 # The whole guest journal on the console too, so console.log explains a guest
 # that hangs before the journal could be copied out.
 [[ "${STORKEEP_TESTHOST_CONSOLE_JOURNAL:-1}" == 1 ]] && uml_args+=(systemd.journald.forward_to_console=1)
-log "booting ($MODE root, mem $MEM, timeout ${TIMEOUT}s); output in $OUT"
+log "booting $KERNEL ($MODE root, mem $MEM, timeout ${TIMEOUT}s); output in $OUT"
+export G_SHARE="$SHARE" G_OUT="$OUT"
 if [[ "$MODE" == overlay ]]; then
-  setsid unshare -m --propagation private -- /bin/sh -c '
-    mount -t overlay overlay -o "lowerdir=$1,upperdir=$2/upper,workdir=$2/work" "$2/merged" || exit 1
-    shift 2; exec "$@"' sh "$ROOT" "$RUN" \
-    env TMPDIR=/dev/shm linux.uml rootflags="$RUN/merged" "${uml_args[@]}" \
-    </dev/null >"$OUT/console.log" 2>&1 &
+  export G_LOWER="$ROOT" G_UPPER="$RUN/upper" G_WORK="$RUN/work"
 else
-  setsid env TMPDIR=/dev/shm linux.uml rootflags="$GUEST_ROOT" "${uml_args[@]}" \
-    </dev/null >"$OUT/console.log" 2>&1 &
+  export G_BIND="$GUEST_ROOT"
 fi
+setsid /bin/bash -c "$(declare -f in_kernel_tree); UML=$(printf %q "$UML"); in_kernel_tree \"\$@\"" in_kernel_tree \
+  "${uml_args[@]}" </dev/null >"$OUT/console.log" 2>&1 &
 UML_PID=$!
 T_BOOT=$(now)
-UML_PGID="$(ps -o pgid= -p "$UML_PID" | tr -d ' ')" || true
-[[ -n "$UML_PGID" ]] || UML_PGID=$UML_PID
+# setsid makes the background child the leader of a new process group: its
+# pid is the group's. Wait until it is, so that the kill below can never
+# reach run.sh's own group.
+for _ in $(seq 100); do
+  [[ "$(ps -o pgid= -p "$UML_PID" | tr -d ' ')" == "$UML_PID" ]] && break
+  kill -0 "$UML_PID" 2>/dev/null || break
+  sleep 0.01
+done
+UML_PGID=$UML_PID
 
 # STORKEEP_TESTHOST_FOLLOW=1: print the script's output as it comes.
 FOLLOW_PID=""
@@ -233,6 +309,7 @@ if [[ -n "$FOLLOW_PID" ]]; then sleep 0.3; kill "$FOLLOW_PID" 2>/dev/null; wait 
 boot_s="?"
 [[ -f "$OUT/started" ]] && boot_s=$(diff_s "$T_BOOT" "$(cat "$OUT/started")")
 {
+  echo "kernel: $KERNEL"
   echo "root ready (build/reuse): $(diff_s "$T0" "$T_BUILD") s"
   echo "run root ($MODE): $(diff_s "$T_BUILD" "$T_ROOT") s"
   echo "boot to script start: $boot_s s"
