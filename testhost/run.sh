@@ -125,7 +125,7 @@ if [[ ! -f "$DIR/preflight-$cpu_sig" ]]; then
   if grep -q 'storkeep-testhost-preflight: init runs' "$pf_log"; then
     touch "$DIR/preflight-$cpu_sig"
   else
-    why="$(grep -m1 -E 'failed|panic|error|Error' "$pf_log" || tail -n1 "$pf_log")"
+    why="$(grep -m1 -E 'ptrace|Kernel panic' "$pf_log" || grep -v '^[[:space:]]*$' "$pf_log" | tail -n1)"
     if grep -q 'ptrace set fp regs failed' "$pf_log"; then
       why="$why: this kernel cannot hand the host CPU's register state to its processes (CPUs with AMX need user-mode-linux 7.2 or later)"
     fi
