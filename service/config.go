@@ -149,7 +149,7 @@ func parseConfig(data []byte) (Config, error) {
 	at := valuePositions(data)
 	// A bare number decodes into a Duration as nanoseconds: refuse it.
 	for _, k := range []string{"reconnect.initial_backoff", "reconnect.max_backoff"} {
-		if v, ok := at[k]; ok && v.kind != unstable.String {
+		if v, ok := at[strings.ToLower(k)]; ok && v.kind != unstable.String {
 			return c, at.errorf(k, "%s = %s: write a duration with its unit, such as \"5s\"", k, v.raw)
 		}
 	}
@@ -171,7 +171,9 @@ type valueAt struct {
 	raw       string
 }
 
-// positions maps dotted keys ("daemon.log_level") to their values.
+// positions maps dotted keys ("daemon.log_level") to their values. The
+// keys are lower case: go-toml matches keys to fields regardless of case,
+// so "[Limits] MAX_CIDS" sets limits.max_cids.
 type positions map[string]valueAt
 
 // valuePositions finds the value of every key a parsed document sets,
@@ -195,7 +197,7 @@ func valuePositions(data []byte) positions {
 			}
 		}
 		sh := p.Shape(r)
-		at[strings.Join(key, ".")] = valueAt{line: sh.Start.Line, col: sh.Start.Column,
+		at[strings.ToLower(strings.Join(key, "."))] = valueAt{line: sh.Start.Line, col: sh.Start.Column,
 			kind: v.Kind, raw: string(p.Raw(v.Raw))}
 		if v.Kind == unstable.InlineTable {
 			it := v.Children()
@@ -231,7 +233,7 @@ func keyParts(n *unstable.Node) []string {
 // errorf is an error about key's value, prefixed with where it is.
 func (at positions) errorf(key, format string, args ...any) error {
 	err := fmt.Errorf(format, args...)
-	if v, ok := at[key]; ok {
+	if v, ok := at[strings.ToLower(key)]; ok {
 		return fmt.Errorf("line %d column %d: %w", v.line, v.col, err)
 	}
 	return err

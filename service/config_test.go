@@ -100,6 +100,8 @@ max_backoff = "1m30s"
 			wantErr: `line 5 column 15: daemon.log_level "loud"`},
 		{name: "bad value as a dotted key", content: "daemon.log_level = \"loud\"\n",
 			wantErr: `line 1 column 20: daemon.log_level "loud"`},
+		{name: "bad value under a key in other case", content: "[Limits]\nMAX_Uri_length = 7000\n",
+			wantErr: `line 2 column 18: limits.max_uri_length = 7000: at most 4096`},
 		{name: "bad limit in an inline table", content: "limits = { max_options = 64, max_cids = -1 }\n",
 			wantErr: `line 1 column 41: limits.max_cids = -1`},
 	}
