@@ -112,3 +112,38 @@ func TestUnmanageTakesCIDsBeyondTheManageLimit(t *testing.T) {
 		t.Fatalf("Unmanage of a long CID: %v %v; want UnknownCID", ok, reply)
 	}
 }
+
+// TestSetLimitsSwapsTheWholeSet: a reload replaces every limit at once
+// (zero fields back to their defaults) while calls read them.
+func TestSetLimitsSwapsTheWholeSet(t *testing.T) {
+	s := &Server{}
+	s.SetLimits(Limits{MaxCIDLength: 8, MaxOptions: 2})
+	if err := s.checkNewCID("nine-byte"); err == nil || err.Name != ErrorInvalidCID {
+		t.Fatalf("checkNewCID(9 bytes) under max_cid_length 8 = %v; want InvalidCID", err)
+	}
+	three := map[string]godbus.Variant{"a": godbus.MakeVariant(""), "b": godbus.MakeVariant(""), "c": godbus.MakeVariant("")}
+	if err := s.checkOptions("List", three, nil); err == nil || !strings.Contains(err.Error(), "limits.max_options") {
+		t.Fatalf("checkOptions(3) under max_options 2 = %v; want the limit named", err)
+	}
+
+	// Swapped while calls read it: no torn set, no race.
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range 1000 {
+			s.SetLimits(Limits{MaxCIDLength: 8 + i%2})
+		}
+	}()
+	for range 1000 {
+		_ = s.checkNewCID("nine-byte")
+	}
+	<-done
+
+	s.SetLimits(Limits{})
+	if got := s.limits(); got.MaxCIDLength != 255 || got.MaxOptions != 64 || got.MaxWait != time.Hour {
+		t.Errorf("SetLimits(zero) = %+v; want the defaults", got)
+	}
+	if err := s.checkNewCID("nine-byte"); err != nil {
+		t.Errorf("checkNewCID(9 bytes) under the default = %v", err)
+	}
+}

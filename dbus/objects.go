@@ -319,7 +319,7 @@ func (c connection) Wait(msg godbus.Message, timeoutUsec uint64, opts map[string
 	if derr != nil {
 		return derr
 	}
-	d := time.Duration(min(timeoutUsec, uint64(c.s.lim.MaxWait/time.Microsecond))) * time.Microsecond
+	d := time.Duration(min(timeoutUsec, uint64(c.s.limits().MaxWait/time.Microsecond))) * time.Microsecond
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
 	return toError(c.s.svc.Wait(ctx, cid))

@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	godbus "github.com/godbus/dbus/v5"
@@ -129,7 +130,9 @@ type Server struct {
 	auth Authorizer
 	log  *slog.Logger
 	ver  string
-	lim  Limits
+	// lim is swapped whole by SetLimits (a configuration reload); a
+	// call reads it once, through limits, and sees one set.
+	lim atomic.Pointer[Limits]
 
 	mu      sync.Mutex // guards emitted
 	emitted map[service.CID]service.Status
@@ -144,7 +147,8 @@ func NewServer(c *Conn, opts Options) (*Server, error) {
 	}
 	opts.Limits = opts.Limits.withDefaults()
 	s := &Server{conn: conn, swap: c.swap, svc: opts.Service, auth: opts.Authorizer, log: opts.Logger,
-		ver: opts.Version, lim: opts.Limits, emitted: make(map[service.CID]service.Status)}
+		ver: opts.Version, emitted: make(map[service.CID]service.Status)}
+	s.lim.Store(&opts.Limits)
 	exports := []struct {
 		v       any
 		iface   string
@@ -169,6 +173,17 @@ func NewServer(c *Conn, opts Options) (*Server, error) {
 	}
 	return s, nil
 }
+
+// SetLimits replaces the limits as a whole (zero fields mean their
+// defaults, as in Options), for a configuration reload. Calls under way
+// keep the limits they started with.
+func (s *Server) SetLimits(l Limits) {
+	l = l.withDefaults()
+	s.lim.Store(&l)
+}
+
+// limits returns the limits in force.
+func (s *Server) limits() Limits { return *s.lim.Load() }
 
 // Serve owns the bus name and emits signals until ctx is done. It returns
 // an error at once if the name is owned by someone else.
@@ -357,9 +372,10 @@ func (s *Server) checkOptionLengths(opts map[string]godbus.Variant) *godbus.Erro
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
+	limit := s.limits().MaxOptionLength
 	for _, k := range keys {
-		if v, ok := opts[k].Value().(string); ok && len(v) > s.lim.MaxOptionLength {
-			return invalidArg("option %s is %d bytes; the limit is %d (limits.max_option_length)", k, len(v), s.lim.MaxOptionLength)
+		if v, ok := opts[k].Value().(string); ok && len(v) > limit {
+			return invalidArg("option %s is %d bytes; the limit is %d (limits.max_option_length)", k, len(v), limit)
 		}
 	}
 	return nil
@@ -368,9 +384,9 @@ func (s *Server) checkOptionLengths(opts map[string]godbus.Variant) *godbus.Erro
 // checkNewCID refuses a CID that Manage must not register: too long for
 // the configured limit, or against the CID rules.
 func (s *Server) checkNewCID(cid string) *godbus.Error {
-	if len(cid) > s.lim.MaxCIDLength {
+	if limit := s.limits().MaxCIDLength; len(cid) > limit {
 		return godbus.NewError(ErrorInvalidCID, []any{fmt.Sprintf("invalid CID: %s is %d bytes; the limit is %d (limits.max_cid_length)",
-			quoteShort(cid), len(cid), s.lim.MaxCIDLength)})
+			quoteShort(cid), len(cid), limit)})
 	}
 	return toError(service.ValidateCID(cid))
 }
@@ -379,18 +395,19 @@ func (s *Server) checkNewCID(cid string) *godbus.Error {
 // which it checks before parsing (it bounds the parser's work) and on the
 // normalized form (which percent-encoding can make longer).
 func (s *Server) parseURI(uri string) (service.Spec, *godbus.Error) {
+	limit := s.limits().MaxURILength
 	tooLong := func(n int, form string) *godbus.Error {
 		return godbus.NewError(ErrorInvalidURI, []any{fmt.Sprintf("invalid URI: URI is %d bytes%s; the limit is %d (limits.max_uri_length)",
-			n, form, s.lim.MaxURILength)})
+			n, form, limit)})
 	}
-	if len(uri) > s.lim.MaxURILength {
+	if len(uri) > limit {
 		return service.Spec{}, tooLong(len(uri), "")
 	}
 	spec, err := service.ParseURI(uri)
 	if err != nil {
 		return service.Spec{}, toError(err)
 	}
-	if len(spec.URI) > s.lim.MaxURILength {
+	if len(spec.URI) > limit {
 		return service.Spec{}, tooLong(len(spec.URI), " once normalized")
 	}
 	return spec, nil
@@ -399,8 +416,8 @@ func (s *Server) parseURI(uri string) (service.Spec, *godbus.Error) {
 // checkOptions refuses unknown keys, wrong types and oversized dictionaries.
 // allowed maps each accepted key to its D-Bus signature.
 func (s *Server) checkOptions(method string, opts map[string]godbus.Variant, allowed map[string]string) *godbus.Error {
-	if len(opts) > s.lim.MaxOptions {
-		return invalidArg("%s: %d options; the limit is %d (limits.max_options)", method, len(opts), s.lim.MaxOptions)
+	if limit := s.limits().MaxOptions; len(opts) > limit {
+		return invalidArg("%s: %d options; the limit is %d (limits.max_options)", method, len(opts), limit)
 	}
 	keys := make([]string, 0, len(opts))
 	for k := range opts {

@@ -244,15 +244,15 @@ func TestHardenedUnmountReachesTheHost(t *testing.T) {
 
 // twinUnit returns storkeepd.service as packaged, sandbox and all, with
 // the daemon's ExecStart replaced by a one-shot command, and without what
-// belongs to the daemon alone (its bus name, restarts, its directories,
-// [Install]).
+// belongs to the daemon alone (its bus name, reloads, restarts, its
+// directories, [Install]).
 func twinUnit(t *testing.T, execStart, env string) string {
 	t.Helper()
 	data, err := os.ReadFile("/lib/systemd/system/storkeepd.service")
 	if err != nil {
 		t.Fatal(err)
 	}
-	drop := []string{"Type", "BusName", "ExecStart", "Restart", "RestartSec", "Alias", "WantedBy",
+	drop := []string{"Type", "BusName", "ExecStart", "ExecReload", "Restart", "RestartSec", "Alias", "WantedBy",
 		"StateDirectory", "StateDirectoryMode", "RuntimeDirectory", "RuntimeDirectoryMode",
 		"RuntimeDirectoryPreserve", "ConfigurationDirectory", "ConfigurationDirectoryMode"}
 	var b strings.Builder

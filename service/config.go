@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"reflect"
+	"strings"
 	"time"
 
-	"github.com/pelletier/go-toml/v2"
+	"github.com/pelletier/go-toml/v2/unstable"
 )
 
 // Config is the daemon's TOML configuration (/etc/storkeep/storkeep.toml).
@@ -52,15 +54,16 @@ const (
 	MaxOptionLength = 4096
 )
 
-// check refuses negative limits and lengths above their ceilings.
-func (l LimitsConfig) check() error {
+// check refuses negative limits and lengths above their ceilings. key is
+// the offending key, under limits.
+func (l LimitsConfig) check() (key string, err error) {
 	counts := []struct {
 		key string
 		v   int
 	}{{"max_cids", l.MaxCIDs}, {"max_options", l.MaxOptions}}
 	for _, c := range counts {
 		if c.v < 0 {
-			return fmt.Errorf("limits.%s = %d: limits must not be negative", c.key, c.v)
+			return c.key, fmt.Errorf("limits.%s = %d: limits must not be negative", c.key, c.v)
 		}
 	}
 	lengths := []struct {
@@ -73,13 +76,13 @@ func (l LimitsConfig) check() error {
 	}
 	for _, c := range lengths {
 		if c.v < 0 {
-			return fmt.Errorf("limits.%s = %d: limits must not be negative", c.key, c.v)
+			return c.key, fmt.Errorf("limits.%s = %d: limits must not be negative", c.key, c.v)
 		}
 		if c.v > c.ceil {
-			return fmt.Errorf("limits.%s = %d: at most %d (bytes); a limit can be lowered, not raised", c.key, c.v, c.ceil)
+			return c.key, fmt.Errorf("limits.%s = %d: at most %d (bytes); a limit can be lowered, not raised", c.key, c.v, c.ceil)
 		}
 	}
-	return nil
+	return "", nil
 }
 
 // ReconnectConfig is the retry policy.
@@ -115,38 +118,141 @@ func (d *Duration) UnmarshalText(b []byte) error {
 func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
 
 // LoadConfig reads the configuration at path. A missing file is the
-// default configuration when optional is set, an error otherwise.
+// default configuration when optional is set, an error otherwise. Every
+// error names the file and, when it is about something in the file, its
+// line and column ("config /etc/storkeep/storkeep.toml: line 3 column 13:
+// daemon.log_level "loud": want debug, info, warn or error"): the daemon
+// logs it when a reload fails, and --check-config prints it.
 func LoadConfig(path string, optional bool) (Config, error) {
-	var c Config
 	data, err := os.ReadFile(path)
 	if err != nil {
 		if optional && errors.Is(err, fs.ErrNotExist) {
-			return c, nil
+			return Config{}, nil
 		}
+		return Config{}, fmt.Errorf("config %s: %w", path, err)
+	}
+	c, err := parseConfig(data)
+	if err != nil {
 		return c, fmt.Errorf("config %s: %w", path, err)
 	}
+	return c, nil
+}
+
+// parseConfig decodes a configuration document strictly and checks its
+// values.
+func parseConfig(data []byte) (Config, error) {
+	var c Config
 	if err := decodeStrict(data, &c); err != nil {
-		return c, fmt.Errorf("config %s: %w", path, err)
+		return c, err
 	}
+	// The document parsed: every key it sets has a place in it.
+	at := valuePositions(data)
 	// A bare number decodes into a Duration as nanoseconds: refuse it.
-	var raw struct {
-		Reconnect map[string]any `toml:"reconnect"`
-	}
-	_ = toml.Unmarshal(data, &raw)
-	for _, k := range []string{"initial_backoff", "max_backoff"} {
-		if v, ok := raw.Reconnect[k]; ok {
-			if _, isText := v.(string); !isText {
-				return c, fmt.Errorf("config %s: reconnect.%s = %v: write a duration with its unit, such as \"5s\"", path, k, v)
-			}
+	for _, k := range []string{"reconnect.initial_backoff", "reconnect.max_backoff"} {
+		if v, ok := at[strings.ToLower(k)]; ok && v.kind != unstable.String {
+			return c, at.errorf(k, "%s = %s: write a duration with its unit, such as \"5s\"", k, v.raw)
 		}
 	}
 	switch c.Daemon.LogLevel {
 	case "", "debug", "info", "warn", "error":
 	default:
-		return c, fmt.Errorf("config %s: daemon.log_level %q: want debug, info, warn or error", path, c.Daemon.LogLevel)
+		return c, at.errorf("daemon.log_level", "daemon.log_level %q: want debug, info, warn or error", c.Daemon.LogLevel)
 	}
-	if err := c.Limits.check(); err != nil {
-		return c, fmt.Errorf("config %s: %w", path, err)
+	if key, err := c.Limits.check(); err != nil {
+		return c, at.errorf("limits."+key, "%w", err)
 	}
 	return c, nil
+}
+
+// valueAt is where a key's value starts in a document, and what it is.
+type valueAt struct {
+	line, col int
+	kind      unstable.Kind
+	raw       string
+}
+
+// positions maps dotted keys ("daemon.log_level") to their values. The
+// keys are lower case: go-toml matches keys to fields regardless of case,
+// so "[Limits] MAX_CIDS" sets limits.max_cids.
+type positions map[string]valueAt
+
+// valuePositions finds the value of every key a parsed document sets,
+// whether in a [table], as a dotted key or in an inline table, so that a
+// value that decodes but is not allowed can be reported at its line and
+// column, as decoding errors are.
+func valuePositions(data []byte) positions {
+	at := positions{}
+	var p unstable.Parser
+	p.Reset(data)
+	var table []string
+	var record func(prefix []string, kv *unstable.Node)
+	record = func(prefix []string, kv *unstable.Node) {
+		key := append(append([]string(nil), prefix...), keyParts(kv)...)
+		v := kv.Value()
+		r := v.Raw
+		if r.Length == 0 { // arrays have no range of their own: use the key's
+			it := kv.Key()
+			if it.Next() {
+				r = it.Node().Raw
+			}
+		}
+		sh := p.Shape(r)
+		at[strings.ToLower(strings.Join(key, "."))] = valueAt{line: sh.Start.Line, col: sh.Start.Column,
+			kind: v.Kind, raw: string(p.Raw(v.Raw))}
+		if v.Kind == unstable.InlineTable {
+			it := v.Children()
+			for it.Next() {
+				if it.Node().Kind == unstable.KeyValue {
+					record(key, it.Node())
+				}
+			}
+		}
+	}
+	for p.NextExpression() {
+		e := p.Expression()
+		switch e.Kind {
+		case unstable.Table, unstable.ArrayTable:
+			table = keyParts(e)
+		case unstable.KeyValue:
+			record(table, e)
+		}
+	}
+	return at
+}
+
+// keyParts returns the parts of a table header's or key-value's key.
+func keyParts(n *unstable.Node) []string {
+	var parts []string
+	it := n.Key()
+	for it.Next() {
+		parts = append(parts, string(it.Node().Data))
+	}
+	return parts
+}
+
+// errorf is an error about key's value, prefixed with where it is.
+func (at positions) errorf(key, format string, args ...any) error {
+	err := fmt.Errorf(format, args...)
+	if v, ok := at[strings.ToLower(key)]; ok {
+		return fmt.Errorf("line %d column %d: %w", v.line, v.col, err)
+	}
+	return err
+}
+
+// Changed lists the keys ("daemon.log_level") whose values differ between
+// c and o, as written in the files (a key left out and the same key set
+// to its default count as different), in the order Config declares them.
+func (c Config) Changed(o Config) []string {
+	var keys []string
+	a, b := reflect.ValueOf(c), reflect.ValueOf(o)
+	for i := range a.NumField() {
+		section := a.Type().Field(i).Tag.Get("toml")
+		sa, sb := a.Field(i), b.Field(i)
+		for j := range sa.NumField() {
+			if !reflect.DeepEqual(sa.Field(j).Interface(), sb.Field(j).Interface()) {
+				keys = append(keys, section+"."+sa.Type().Field(j).Tag.Get("toml"))
+			}
+		}
+	}
+	return keys
 }

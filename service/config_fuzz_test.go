@@ -2,13 +2,16 @@ package service
 
 import (
 	"os"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 )
 
+var wherePattern = regexp.MustCompile(`: line [1-9][0-9]* column [1-9][0-9]*: `)
+
 // FuzzLoadConfig checks that LoadConfig never panics on any file, that
-// its errors name the file, and that what it accepts is within bounds
+// its errors name the file and the line and column, and that what it accepts is within bounds
 // (no negative limit or duration, no length above its ceiling, a known
 // log level).
 func FuzzLoadConfig(f *testing.F) {
@@ -21,6 +24,9 @@ func FuzzLoadConfig(f *testing.F) {
 		"[reconnect]\ninitial_backoff = 5\n",
 		"[reconnect]\nmax_backoff = \"-1s\"\n",
 		"[daemon]\nlog_level = \"loud\"\ncolour = 1\n",
+		"daemon.log_level = 'loud'\n",
+		"limits = { max_cids = -1 }\n",
+		"[reconnect]\nmax_backoff = [1]\n",
 		"[[limits]]\n",
 		"\x00\xff[",
 	} {
@@ -47,6 +53,10 @@ func FuzzLoadConfig(f *testing.F) {
 		if err != nil {
 			if !strings.Contains(err.Error(), path) {
 				t.Fatalf("error %q does not name the file", err)
+			}
+			// Whatever is wrong with a file's content, it says where.
+			if !wherePattern.MatchString(err.Error()) {
+				t.Fatalf("error %q does not say where (line and column)", err)
 			}
 			return
 		}

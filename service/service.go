@@ -126,7 +126,7 @@ func New(opts Options) (*Service, error) {
 		opts.Now = time.Now
 	}
 	if opts.MaxCIDs <= 0 {
-		opts.MaxCIDs = 100000
+		opts.MaxCIDs = defaultMaxCIDs
 	}
 	if opts.OpTimeout <= 0 {
 		opts.OpTimeout = 3 * time.Minute
@@ -246,6 +246,21 @@ func (s *Service) Run(ctx context.Context) error {
 	s.mu.Unlock()
 	s.wg.Wait()
 	return nil
+}
+
+// defaultMaxCIDs is limits.max_cids when the configuration leaves it out.
+const defaultMaxCIDs = 100000
+
+// SetMaxCIDs replaces the cap on managed CIDs (limits.max_cids; 0 means
+// the default), for a configuration reload. A cap below the number
+// managed refuses new CIDs and drops none.
+func (s *Service) SetMaxCIDs(n int) {
+	if n <= 0 {
+		n = defaultMaxCIDs
+	}
+	s.mu.Lock()
+	s.opts.MaxCIDs = n
+	s.mu.Unlock()
 }
 
 // Manage registers cid for spec and returns once that is durable on disk.

@@ -28,6 +28,7 @@ import (
 //	cids/<h>.toml      one per CID; h = sha256(CID); holds the URI and secrets
 //	targets/<h>.toml   one per target: whether it was there before storkeep
 //	unmanage.journal   a prefix unmanage in progress (redo log)
+//	lock               held (flock) by the one daemon using the directory; see LockStateDir
 //
 // Store is not safe for concurrent use; the service serializes writes.
 type Store struct {

@@ -91,12 +91,33 @@ func (p ReconnectPolicy) withDefaults() ReconnectPolicy {
 
 // next returns the delay after prev (0 for the first failure), doubled up
 // to the cap, with jitter so that many targets don't retry in lockstep.
+// It never falls below Initial, which a reload may have raised above prev.
 func (p ReconnectPolicy) next(prev time.Duration) time.Duration {
-	d := p.Initial
-	if prev > 0 {
-		d = min(prev*2, p.Max)
+	if prev <= 0 {
+		return p.Initial
 	}
-	return d
+	return max(min(prev*2, p.Max), p.Initial)
+}
+
+// SetReconnectPolicy replaces the retry policy, for a configuration
+// reload. Each target's next failure uses it. A target already waiting
+// longer than the new cap (with jitter) is rescheduled within it at once,
+// so that lowering max_backoff does not leave an attempt an hour away.
+func (s *Service) SetReconnectPolicy(p ReconnectPolicy) {
+	p = p.withDefaults()
+	longest := time.Duration(float64(p.Max) * (1 + p.Jitter))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.opts.Reconnect = p
+	now := s.now()
+	for _, t := range s.targets {
+		t.backoff = min(t.backoff, p.Max)
+		if !t.nextAttempt.IsZero() && t.nextAttempt.Sub(now) > longest {
+			t.nextAttempt = now.Add(p.jittered(t.backoff))
+			s.armTimerLocked(t)
+			s.changedLocked(t)
+		}
+	}
 }
 
 func (p ReconnectPolicy) jittered(d time.Duration) time.Duration {
@@ -158,6 +179,9 @@ type snapshot struct {
 	pathDown bool
 	path     Path
 	backoff  time.Duration // the delay before this attempt
+	// maxBackoff is the policy's cap when the snapshot was taken (a
+	// reload may change the policy).
+	maxBackoff time.Duration
 }
 
 func (s *Service) snapshot(t *target) snapshot {
@@ -173,6 +197,7 @@ func (s *Service) snapshot(t *target) snapshot {
 	sn.pathDown = t.pathKnown && !t.path.Usable
 	sn.path = t.path
 	sn.backoff = t.backoff
+	sn.maxBackoff = s.opts.Reconnect.Max
 	for c := range t.cids {
 		sn.cids = append(sn.cids, c)
 	}
@@ -244,13 +269,13 @@ func (s *Service) reconcile(t *target) {
 		s.setFailed(t, connErrorOf(oerr))
 		return
 	}
-	if sn.pathDown && sn.backoff < s.opts.Reconnect.Max {
+	if sn.pathDown && sn.backoff < sn.maxBackoff {
 		// With no path, an attempt fails, or hangs until its deadline and
 		// holds up the one the path's return triggers. Count it failed
 		// without touching the host. Once the backoff reaches its cap the
 		// attempt is made anyway, in case the path was misjudged.
 		s.setFailed(t, NewConnError(pathError(sn.path).Name,
-			"%s: waiting for the path to come back (and trying every %s anyway)", sn.path.Detail, s.opts.Reconnect.Max))
+			"%s: waiting for the path to come back (and trying every %s anyway)", sn.path.Detail, sn.maxBackoff))
 		return
 	}
 
@@ -464,6 +489,8 @@ func (s *Service) setFailed(t *target, err *ConnError) {
 	t.nextAttempt = s.now().Add(s.opts.Reconnect.jittered(t.backoff))
 	s.armTimerLocked(t)
 	s.changedLocked(t)
+	s.log.Debug("attempt failed; next attempt scheduled", "target", string(t.key),
+		"backoff", t.backoff, "in", t.nextAttempt.Sub(s.now()).Round(time.Millisecond), "err", err)
 }
 
 func (s *Service) armTimer(t *target) {

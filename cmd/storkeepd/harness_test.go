@@ -93,7 +93,19 @@ func newDaemon(t testing.TB) *daemon {
 // newDaemonArgs is newDaemon with more command-line arguments.
 func newDaemonArgs(t testing.TB, args ...string) *daemon {
 	t.Helper()
+	return newDaemonConfig(t, "", args...)
+}
+
+// newDaemonConfig is newDaemonArgs with config as the configuration file
+// ("" for the harness's default: fast retries, no link events).
+func newDaemonConfig(t testing.TB, config string, args ...string) *daemon {
+	t.Helper()
 	bus := dbustest.Start(t)
+	if config != "" {
+		if err := os.WriteFile(filepath.Join(bus.Dir, "storkeep.toml"), []byte(config), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 	d := &daemon{t: t, bus: bus, stateDir: filepath.Join(t.TempDir(), "state"),
 		runtimeDir: filepath.Join(t.TempDir(), "run"), log: &syncBuffer{}, args: args}
 	d.start()

@@ -12,7 +12,6 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"syscall"
-	"time"
 
 	"github.com/storkeep/storkeep/backends/iscsi"
 	"github.com/storkeep/storkeep/backends/nfs"
@@ -40,6 +39,10 @@ type flags struct {
 	configSet  bool
 	version    bool
 	auth       string
+	// checkConfig: load the configuration (the file after the flags, or
+	// --config's), print why it does not load, and exit.
+	checkConfig bool
+	checkFile   string
 }
 
 func parseFlags(args []string) (flags, error) {
@@ -51,14 +54,19 @@ func parseFlags(args []string) (flags, error) {
 	fs.StringVar(&f.config, "config", defaultConfig, "TOML configuration file")
 	fs.BoolVar(&f.version, "version", false, "print the version and exit")
 	fs.StringVar(&f.auth, "authorization", authAuto, "who may change things: polkit, root (and the daemon's own uid), or auto (polkit on the system bus, root elsewhere)")
+	fs.BoolVar(&f.checkConfig, "check-config", false, "check the configuration file given after the flags (default: --config's) and exit: 0 if the daemon would load it, else 1 and why, with line and column")
 	if err := fs.Parse(args); err != nil {
 		return f, err
 	}
 	if err := checkAuthorizationFlag(f.auth); err != nil {
 		return f, err
 	}
-	if fs.NArg() > 0 {
-		return f, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	rest := fs.Args()
+	if f.checkConfig && len(rest) == 1 {
+		f.checkFile, rest = rest[0], nil
+	}
+	if len(rest) > 0 {
+		return f, fmt.Errorf("unexpected arguments: %q", rest)
 	}
 	fs.Visit(func(fl *flag.Flag) {
 		if fl.Name == "config" {
@@ -69,6 +77,12 @@ func parseFlags(args []string) (flags, error) {
 }
 
 func run() error {
+	// Before anything else: SIGHUP's default action would end the process
+	// (and systemd counts that as a clean exit). One that comes before the
+	// daemon serves waits here and reloads then.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	if os.Getenv("GOGC") == "" {
 		// The live heap is small (about 15 MB with 10,000 CIDs) and big
 		// replies make short-lived garbage: half the default headroom keeps
@@ -86,11 +100,31 @@ func run() error {
 		fmt.Println(version)
 		return nil
 	}
+	if f.checkConfig {
+		// Like sshd -t: nothing on success, the reason otherwise; the
+		// same words a failed reload logs.
+		if f.checkFile != "" {
+			_, err = service.LoadConfig(f.checkFile, false)
+		} else {
+			_, err = service.LoadConfig(f.config, !f.configSet)
+		}
+		return err
+	}
 	cfg, err := service.LoadConfig(f.config, !f.configSet)
 	if err != nil {
 		return err
 	}
-	log := newLogger(cfg.Daemon.LogLevel)
+	// The state directory is this process's before anything is loaded,
+	// fixed or observed: a second instance stops here, having changed
+	// nothing and asked the bus for nothing.
+	lock, err := service.LockStateDir(f.stateDir)
+	if err != nil {
+		return err
+	}
+	defer lock.Close()
+	level := new(slog.LevelVar)
+	level.Set(logLevel(cfg.Daemon.LogLevel))
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 
 	store, fixed, err := service.OpenStore(f.stateDir)
 	if err != nil {
@@ -110,14 +144,11 @@ func run() error {
 		log.Info("link events are off (reconnect.link_events = false): only the backoff decides when to retry")
 	}
 	svc, err := service.New(service.Options{
-		Store:   store,
-		Logger:  log.With("component", "service"),
-		MaxCIDs: cfg.Limits.MaxCIDs,
-		Reconnect: service.ReconnectPolicy{
-			Initial: time.Duration(cfg.Reconnect.InitialBackoff),
-			Max:     time.Duration(cfg.Reconnect.MaxBackoff),
-		},
-		Paths: paths,
+		Store:     store,
+		Logger:    log.With("component", "service"),
+		MaxCIDs:   cfg.Limits.MaxCIDs,
+		Reconnect: reconnectPolicy(cfg.Reconnect),
+		Paths:     paths,
 		Backends: map[service.Kind]service.Backend{
 			service.KindNFS: &nfs.Backend{RuntimeDir: f.runtimeDir,
 				Log: log.With("component", "nfs")},
@@ -140,12 +171,7 @@ func run() error {
 			log.With("component", "policy")),
 		Logger:  log.With("component", "dbus"),
 		Version: version,
-		Limits: skdbus.Limits{
-			MaxOptions:      cfg.Limits.MaxOptions,
-			MaxCIDLength:    cfg.Limits.MaxCIDLength,
-			MaxURILength:    cfg.Limits.MaxURILength,
-			MaxOptionLength: cfg.Limits.MaxOptionLength,
-		},
+		Limits:  busLimits(cfg.Limits),
 	})
 	if err != nil {
 		return err
@@ -155,6 +181,10 @@ func run() error {
 	defer stop()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+
+	r := &reloader{path: f.config, optional: !f.configSet, inUse: cfg, level: level,
+		svc: svc, srv: srv, log: log}
+	go r.loop(ctx, hup)
 
 	done := make(chan error, 1)
 	go func() { done <- svc.Run(ctx) }()
@@ -166,17 +196,4 @@ func run() error {
 	}
 	log.Info("stopped; connections are left as they are")
 	return nil
-}
-
-func newLogger(level string) *slog.Logger {
-	var l slog.Level
-	switch level {
-	case "debug":
-		l = slog.LevelDebug
-	case "warn":
-		l = slog.LevelWarn
-	case "error":
-		l = slog.LevelError
-	}
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l}))
 }
