@@ -320,9 +320,25 @@ func (c connection) Wait(msg godbus.Message, timeoutUsec uint64, opts map[string
 		return derr
 	}
 	d := time.Duration(min(timeoutUsec, uint64(c.s.lim.MaxWait/time.Microsecond))) * time.Microsecond
-	ctx, cancel := context.WithTimeout(context.Background(), d)
+	sender, _ := msg.Headers[godbus.FieldSender].Value().(string)
+	ws, first := c.s.waits.enter(sender)
+	defer c.s.waits.leave(sender, ws)
+	if first {
+		c.s.waits.identify(sender, ws)
+	}
+	key, derr := c.s.waits.admit(ws)
+	if derr != nil {
+		return derr
+	}
+	defer c.s.waits.release(key)
+	// The Wait ends at its timeout or when its caller leaves the bus.
+	ctx, cancel := context.WithTimeout(ws.ctx, d)
 	defer cancel()
-	return toError(c.s.svc.Wait(ctx, cid))
+	err := c.s.svc.Wait(ctx, cid)
+	if err != nil && ws.ctx.Err() != nil {
+		return godbus.NewError(ErrorFailed, []any{"the caller " + sender + " left the bus"})
+	}
+	return toError(err)
 }
 
 // Reconnect asks for an attempt now.

@@ -67,6 +67,9 @@ type Limits struct {
 	// MaxOptionLength bounds each string option value of a Manage call,
 	// the CHAP credentials (default 4096).
 	MaxOptionLength int
+	// MaxWaitsPerCaller bounds the Waits one caller (uid) may have in
+	// flight (default 64); Server.SetMaxWaitsPerCaller changes it later.
+	MaxWaitsPerCaller int
 }
 
 // maxStringArg bounds every other string argument and option value: the
@@ -91,6 +94,9 @@ func (l Limits) withDefaults() Limits {
 	def(&l.MaxOptionLength, service.MaxOptionLength)
 	if l.MaxWait <= 0 {
 		l.MaxWait = time.Hour
+	}
+	if l.MaxWaitsPerCaller <= 0 {
+		l.MaxWaitsPerCaller = service.DefaultMaxWaitsPerCaller
 	}
 	return l
 }
@@ -131,6 +137,8 @@ type Server struct {
 	ver  string
 	lim  Limits
 
+	waits *waitTable // Waits in flight, by caller
+
 	mu      sync.Mutex // guards emitted
 	emitted map[service.CID]service.Status
 }
@@ -144,7 +152,8 @@ func NewServer(c *Conn, opts Options) (*Server, error) {
 	}
 	opts.Limits = opts.Limits.withDefaults()
 	s := &Server{conn: conn, swap: c.swap, svc: opts.Service, auth: opts.Authorizer, log: opts.Logger,
-		ver: opts.Version, lim: opts.Limits, emitted: make(map[service.CID]service.Status)}
+		ver: opts.Version, lim: opts.Limits, emitted: make(map[service.CID]service.Status),
+		waits: newWaitTable(opts.Limits.MaxWaitsPerCaller)}
 	exports := []struct {
 		v       any
 		iface   string
@@ -185,6 +194,13 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	s.mu.Unlock()
 	sub.Take()
+
+	// Before the name is ours, so that no Wait can outlive its caller.
+	stopWatch, err := s.watchDepartures()
+	if err != nil {
+		return err
+	}
+	defer stopWatch()
 
 	reply, err := s.conn.RequestName(BusName, godbus.NameFlagDoNotQueue)
 	if err != nil {

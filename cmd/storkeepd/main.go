@@ -141,10 +141,11 @@ func run() error {
 		Logger:  log.With("component", "dbus"),
 		Version: version,
 		Limits: skdbus.Limits{
-			MaxOptions:      cfg.Limits.MaxOptions,
-			MaxCIDLength:    cfg.Limits.MaxCIDLength,
-			MaxURILength:    cfg.Limits.MaxURILength,
-			MaxOptionLength: cfg.Limits.MaxOptionLength,
+			MaxOptions:        cfg.Limits.MaxOptions,
+			MaxCIDLength:      cfg.Limits.MaxCIDLength,
+			MaxURILength:      cfg.Limits.MaxURILength,
+			MaxOptionLength:   cfg.Limits.MaxOptionLength,
+			MaxWaitsPerCaller: cfg.Limits.MaxWaitsPerCaller,
 		},
 	})
 	if err != nil {
@@ -158,9 +159,12 @@ func run() error {
 
 	done := make(chan error, 1)
 	go func() { done <- svc.Run(ctx) }()
+	statsDone := make(chan struct{})
+	go func() { logStatsOnSignal(ctx, log, srv.Waits); close(statsDone) }()
 	serveErr := srv.Serve(ctx)
 	cancel()
 	<-done
+	<-statsDone
 	if serveErr != nil {
 		return serveErr
 	}
