@@ -12,6 +12,7 @@ import (
 
 	godbus "github.com/godbus/dbus/v5"
 
+	"github.com/storkeep/storkeep/ratelog"
 	"github.com/storkeep/storkeep/service"
 )
 
@@ -108,7 +109,18 @@ type Options struct {
 	Logger     *slog.Logger
 	Version    string
 	Limits     Limits
+	// Refused rate-limits the lines about malformed calls per caller;
+	// nil writes each. Share it with the Authorizer's, so that one
+	// caller's bad calls and denials count together.
+	Refused *ratelog.Limiter
+	// CallerUID returns the uid behind a unique bus name (cached), to
+	// name the caller of a malformed call; nil names it by its bus name.
+	CallerUID func(ctx context.Context, sender string) (uint32, error)
 }
+
+// CallerKey names a uid as a caller of the log's rate limit: a user can
+// open any number of bus connections, not become another user.
+func CallerKey(uid uint32) string { return fmt.Sprintf("uid %d", uid) }
 
 // Conn is a bus connection made by Connect. Big replies on it are
 // encoded by storkeep itself rather than by godbus.
@@ -139,6 +151,9 @@ type Server struct {
 
 	waits *waitTable // Waits in flight, by caller
 
+	refused   *ratelog.Limiter
+	callerUID func(ctx context.Context, sender string) (uint32, error)
+
 	mu      sync.Mutex // guards emitted
 	emitted map[service.CID]service.Status
 }
@@ -153,7 +168,7 @@ func NewServer(c *Conn, opts Options) (*Server, error) {
 	opts.Limits = opts.Limits.withDefaults()
 	s := &Server{conn: conn, swap: c.swap, svc: opts.Service, auth: opts.Authorizer, log: opts.Logger,
 		ver: opts.Version, lim: opts.Limits, emitted: make(map[service.CID]service.Status),
-		waits: newWaitTable(opts.Limits.MaxWaitsPerCaller)}
+		waits: newWaitTable(opts.Limits.MaxWaitsPerCaller), refused: opts.Refused, callerUID: opts.CallerUID}
 	exports := []struct {
 		v       any
 		iface   string

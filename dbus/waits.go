@@ -110,7 +110,7 @@ func (t *waitTable) identify(sender string, ws *waitSender) {
 		ws.cancel()
 		return
 	}
-	ws.key = fmt.Sprintf("uid %d", uid)
+	ws.key = CallerKey(uid)
 }
 
 // leave ends one Wait of sender; the last one forgets the name.
@@ -209,7 +209,7 @@ func (s *Server) watchDepartures() (stop func(), err error) {
 		return nil, fmt.Errorf("watch callers leaving the bus (AddMatch NameOwnerChanged): %w", err)
 	}
 	s.waits.mu.Lock()
-	s.waits.lookup = s.callerUID
+	s.waits.lookup = s.askUnixUser
 	s.waits.mu.Unlock()
 	done := make(chan struct{})
 	quit := make(chan struct{})
@@ -265,8 +265,9 @@ func departure(sig *godbus.Signal) (string, bool) {
 	return name, true
 }
 
-// callerUID asks the bus for the uid of a unique name.
-func (s *Server) callerUID(ctx context.Context, sender string) (uint32, error) {
+// askUnixUser asks the bus for the uid of a unique name, every time: the
+// answer also says that the name is still on the bus.
+func (s *Server) askUnixUser(ctx context.Context, sender string) (uint32, error) {
 	var uid uint32
 	err := s.conn.BusObject().CallWithContext(ctx, busDriverIface+".GetConnectionUnixUser", 0, sender).Store(&uid)
 	return uid, err

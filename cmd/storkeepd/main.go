@@ -17,6 +17,8 @@ import (
 	"github.com/storkeep/storkeep/backends/iscsi"
 	"github.com/storkeep/storkeep/backends/nfs"
 	skdbus "github.com/storkeep/storkeep/dbus"
+	"github.com/storkeep/storkeep/policy"
+	"github.com/storkeep/storkeep/ratelog"
 	"github.com/storkeep/storkeep/service"
 )
 
@@ -134,12 +136,21 @@ func run() error {
 	}
 	defer conn.Close()
 
+	// One limit per caller for every line about a refused call, whoever
+	// writes it (the bus layer, the authorizer).
+	refused := ratelog.New(log.With("component", "ratelog"), ratelog.Options{})
+	callers := policy.NewCallerCache()
 	srv, err := skdbus.NewServer(conn, skdbus.Options{
 		Service: svc,
-		Authorizer: newAuthorizer(f.auth, f.bus, conn,
+		Authorizer: newAuthorizer(f.auth, f.bus, conn, callers, refused,
 			log.With("component", "policy")),
 		Logger:  log.With("component", "dbus"),
 		Version: version,
+		Refused: refused,
+		CallerUID: func(ctx context.Context, sender string) (uint32, error) {
+			c, err := callers.Lookup(ctx, conn.Conn, sender)
+			return c.UID, err
+		},
 		Limits: skdbus.Limits{
 			MaxOptions:        cfg.Limits.MaxOptions,
 			MaxCIDLength:      cfg.Limits.MaxCIDLength,
@@ -161,10 +172,13 @@ func run() error {
 	go func() { done <- svc.Run(ctx) }()
 	statsDone := make(chan struct{})
 	go func() { logStatsOnSignal(ctx, log, srv.Waits); close(statsDone) }()
+	refusedDone := make(chan struct{})
+	go func() { refused.Run(ctx); close(refusedDone) }()
 	serveErr := srv.Serve(ctx)
 	cancel()
 	<-done
 	<-statsDone
+	<-refusedDone
 	if serveErr != nil {
 		return serveErr
 	}
