@@ -134,7 +134,11 @@ func (l *Limiter) Log(ctx context.Context, log *slog.Logger, caller string, leve
 // nothing for Options.Quiet and had lines held back, it writes one line
 // saying what and how many; and it forgets callers that have nothing to
 // report and a full bucket again.
-func (l *Limiter) Flush(ctx context.Context) {
+func (l *Limiter) Flush(ctx context.Context) { l.flush(ctx, false) }
+
+// flush is Flush; with all, it also ends the bursts still going on (the
+// daemon is stopping).
+func (l *Limiter) flush(ctx context.Context, all bool) {
 	if l == nil {
 		return
 	}
@@ -149,7 +153,7 @@ func (l *Limiter) Flush(ctx context.Context) {
 	for _, c := range names {
 		b := l.callers[c]
 		l.refill(b, now)
-		if b.suppressed > 0 && now.Sub(b.lastSeen) >= l.opts.Quiet {
+		if b.suppressed > 0 && (all || now.Sub(b.lastSeen) >= l.opts.Quiet) {
 			summaries = append(summaries, l.takeSummary(c, b))
 		}
 		if b.suppressed == 0 && b.tokens >= float64(l.opts.Burst) {
@@ -162,7 +166,8 @@ func (l *Limiter) Flush(ctx context.Context) {
 	}
 }
 
-// Run flushes twice per Options.Quiet until ctx ends, then once more.
+// Run flushes twice per Options.Quiet until ctx ends; then it writes
+// every summary still pending, so that no count is lost at a stop.
 func (l *Limiter) Run(ctx context.Context) {
 	if l == nil {
 		return
@@ -172,7 +177,7 @@ func (l *Limiter) Run(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
-			l.Flush(context.WithoutCancel(ctx))
+			l.flush(context.WithoutCancel(ctx), true)
 			return
 		case <-t.C:
 			l.Flush(ctx)

@@ -229,3 +229,19 @@ func TestLineKeepsItsLogger(t *testing.T) {
 		t.Errorf("lines %q, want one with component=policy", got)
 	}
 }
+
+// TestRunWritesPendingSummariesAtStop: a burst still going on when the
+// daemon stops is counted too.
+func TestRunWritesPendingSummariesAtStop(t *testing.T) {
+	l, _, lines := setup(Options{Burst: 1, Quiet: time.Hour})
+	for range 4 {
+		l.Log(ctx, testLog, "uid 5", slog.LevelWarn, "denied")
+	}
+	stopped, stop := context.WithCancel(ctx)
+	stop()
+	l.Run(stopped)
+	got := lines()
+	if len(got) != 2 || !strings.Contains(got[1], "suppressed=3") {
+		t.Errorf("lines %q, want one and a summary of 3", got)
+	}
+}
