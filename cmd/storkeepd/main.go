@@ -170,8 +170,10 @@ func run() error {
 
 	done := make(chan error, 1)
 	go func() { done <- svc.Run(ctx) }()
+	usr1, stopUSR1 := notifyStats()
+	defer stopUSR1()
 	statsDone := make(chan struct{})
-	go func() { logStatsOnSignal(ctx, log, srv.Waits); close(statsDone) }()
+	go func() { logStats(ctx, log, usr1, srv.Waits); close(statsDone) }()
 	refusedDone := make(chan struct{})
 	go func() { refused.Run(ctx); close(refusedDone) }()
 	serveErr := srv.Serve(ctx)

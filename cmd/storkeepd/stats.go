@@ -9,14 +9,18 @@ import (
 	"syscall"
 )
 
-// logStatsOnSignal logs one line of the daemon's own numbers each time it
-// gets SIGUSR1 (systemctl kill -s USR1 storkeepd), until ctx ends: what an
-// admin, or a test, needs to see that nothing piles up in the daemon. It
-// returns once it has stopped listening.
-func logStatsOnSignal(ctx context.Context, log *slog.Logger, waits func() int) {
-	ch := make(chan os.Signal, 1)
-	signal.Notify(ch, syscall.SIGUSR1)
-	defer signal.Stop(ch)
+// notifyStats asks for SIGUSR1 on a channel for logStats. Call it before
+// the bus name is owned: until then the signal's default action kills.
+func notifyStats() (ch <-chan os.Signal, stop func()) {
+	c := make(chan os.Signal, 1)
+	signal.Notify(c, syscall.SIGUSR1)
+	return c, func() { signal.Stop(c) }
+}
+
+// logStats logs one line of the daemon's own numbers each time ch gets
+// SIGUSR1 (systemctl kill -s USR1 storkeepd), until ctx ends: what an
+// admin, or a test, needs to see that nothing piles up in the daemon.
+func logStats(ctx context.Context, log *slog.Logger, ch <-chan os.Signal, waits func() int) {
 	for {
 		select {
 		case <-ctx.Done():
