@@ -330,7 +330,7 @@ func (c connection) Wait(msg godbus.Message, timeoutUsec uint64, opts map[string
 	if first {
 		c.s.waits.identify(sender, ws)
 	}
-	key, derr := c.s.waits.admit(ws)
+	key, derr := c.s.waits.admit(ws, c.s.lim.MaxWaitsPerCaller)
 	if derr != nil {
 		return derr
 	}

@@ -69,7 +69,7 @@ type Limits struct {
 	// the CHAP credentials (default 4096).
 	MaxOptionLength int
 	// MaxWaitsPerCaller bounds the Waits one caller (uid) may have in
-	// flight (default 64); Server.SetMaxWaitsPerCaller changes it later.
+	// flight (default 64). Each Wait reads it as it starts.
 	MaxWaitsPerCaller int
 }
 
@@ -168,7 +168,7 @@ func NewServer(c *Conn, opts Options) (*Server, error) {
 	opts.Limits = opts.Limits.withDefaults()
 	s := &Server{conn: conn, swap: c.swap, svc: opts.Service, auth: opts.Authorizer, log: opts.Logger,
 		ver: opts.Version, lim: opts.Limits, emitted: make(map[service.CID]service.Status),
-		waits: newWaitTable(opts.Limits.MaxWaitsPerCaller), refused: opts.Refused, callerUID: opts.CallerUID}
+		waits: newWaitTable(), refused: opts.Refused, callerUID: opts.CallerUID}
 	exports := []struct {
 		v       any
 		iface   string

@@ -31,7 +31,6 @@ const lookupTimeout = 10 * time.Second
 // bus runs, so a name that left never comes back.
 type waitTable struct {
 	mu      sync.Mutex
-	max     int // admitted Waits per caller; changeable at run time
 	senders map[string]*waitSender
 	callers map[string]int // admitted Waits per caller key
 	active  int            // admitted Waits in all
@@ -59,16 +58,9 @@ type waitSender struct {
 	err   error
 }
 
-func newWaitTable(max int) *waitTable {
-	return &waitTable{max: max, senders: make(map[string]*waitSender), callers: make(map[string]int),
+func newWaitTable() *waitTable {
+	return &waitTable{senders: make(map[string]*waitSender), callers: make(map[string]int),
 		shrunk: make(chan struct{}, 1)}
-}
-
-// setMax changes the cap; Waits already admitted run on.
-func (t *waitTable) setMax(n int) {
-	t.mu.Lock()
-	t.max = n
-	t.mu.Unlock()
 }
 
 // enter registers one Wait of sender and returns the context it must run
@@ -126,18 +118,20 @@ func (t *waitTable) leave(sender string, ws *waitSender) {
 	}
 }
 
-// admit counts one more Wait for ws's caller, or says why it may not run.
-// It returns the caller key to release.
-func (t *waitTable) admit(ws *waitSender) (string, *godbus.Error) {
+// admit counts one more Wait for ws's caller, or says why it may not run:
+// the caller has limit in flight already. The cap is the caller's to read
+// from the limits in force, so that a reload changes it for the next
+// Wait; those in flight run on. It returns the caller key to release.
+func (t *waitTable) admit(ws *waitSender, limit int) (string, *godbus.Error) {
 	<-ws.known
 	if ws.err != nil {
 		return "", godbus.NewError(ErrorFailed, []any{ws.err.Error()})
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if n := t.callers[ws.key]; n >= t.max {
+	if n := t.callers[ws.key]; n >= limit {
 		return "", godbus.NewError(ErrorLimitExceeded, []any{fmt.Sprintf(
-			"%s has %d Waits in flight; the limit is %d (limits.max_waits_per_caller)", ws.key, n, t.max)})
+			"%s has %d Waits in flight; the limit is %d (limits.max_waits_per_caller)", ws.key, n, limit)})
 	}
 	t.callers[ws.key]++
 	t.active++
@@ -275,10 +269,3 @@ func (s *Server) askUnixUser(ctx context.Context, sender string) (uint32, error)
 
 // Waits returns the Connection.Wait calls in flight.
 func (s *Server) Waits() int { return s.waits.count() }
-
-// SetMaxWaitsPerCaller changes limits.max_waits_per_caller at run time (a
-// configuration reload); 0 or less means the default. Waits in flight run
-// on; a lower cap refuses new ones until enough have ended.
-func (s *Server) SetMaxWaitsPerCaller(n int) {
-	s.waits.setMax(Limits{MaxWaitsPerCaller: n}.withDefaults().MaxWaitsPerCaller)
-}

@@ -39,7 +39,8 @@ func TestDeparture(t *testing.T) {
 // TestWaitTable: the cap counts per uid across bus names, a name that
 // leaves ends its Waits, and one the bus no longer knows fails at once.
 func TestWaitTable(t *testing.T) {
-	wt := newWaitTable(2)
+	wt := newWaitTable()
+	limit := 2
 	wt.lookup = func(_ context.Context, sender string) (uint32, error) {
 		if sender == ":1.gone" {
 			return 0, errors.New("org.freedesktop.DBus.Error.NameHasNoOwner")
@@ -51,7 +52,7 @@ func TestWaitTable(t *testing.T) {
 		if first {
 			wt.identify(sender, ws)
 		}
-		key, err := wt.admit(ws)
+		key, err := wt.admit(ws, limit)
 		return ws, key, err
 	}
 	a, keyA, err := enter(":1.1")
@@ -89,7 +90,7 @@ func TestWaitTable(t *testing.T) {
 	}
 	wt.leave(":1.gone", g)
 
-	wt.setMax(1)
+	limit = 1 // lowered by a reload
 	if n := wt.count(); n != 2 {
 		t.Fatalf("count = %d, want 2", n)
 	}
