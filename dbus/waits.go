@@ -147,8 +147,7 @@ func (t *waitTable) release(key string) {
 	if t.callers[key]--; t.callers[key] <= 0 {
 		delete(t.callers, key)
 	}
-	if t.peak >= trimWaits && t.active <= t.peak/4 {
-		t.peak = t.active
+	if t.peak-t.active >= trimWaits {
 		select {
 		case t.shrunk <- struct{}{}:
 		default:
@@ -156,13 +155,24 @@ func (t *waitTable) release(key string) {
 	}
 }
 
+// trimmed notes that the memory of the Waits ended so far went back to
+// the OS.
+func (t *waitTable) trimmed() {
+	t.mu.Lock()
+	t.peak = t.active
+	t.mu.Unlock()
+}
+
 // trimWaits is how many Waits must have ended (about 16 kB of stack each)
 // before the memory they held is handed back to the OS at once.
 const trimWaits = 1024
 
-// trimDelay lets the rest of a burst of ending Waits end before memory is
-// handed back, once for the burst.
-const trimDelay = 500 * time.Millisecond
+// The memory goes back once a burst of ending Waits is over (no Wait ended
+// for trimQuiet), or trimMaxDelay after the burst began if it goes on.
+const (
+	trimQuiet    = 300 * time.Millisecond
+	trimMaxDelay = 2 * time.Second
+)
 
 // departed ends the Waits of a unique name that left the bus.
 func (t *waitTable) departed(name string) {
@@ -209,7 +219,10 @@ func (s *Server) watchDepartures() (stop func(), err error) {
 	quit := make(chan struct{})
 	go func() {
 		defer close(done)
-		var trim <-chan time.Time
+		trim := time.NewTimer(time.Hour)
+		trim.Stop()
+		defer trim.Stop()
+		var burst time.Time // when the pending burst of ended Waits began
 		for {
 			select {
 			case <-quit:
@@ -222,14 +235,17 @@ func (s *Server) watchDepartures() (stop func(), err error) {
 					s.waits.departed(name)
 				}
 			case <-s.waits.shrunk:
-				if trim == nil {
-					trim = time.After(trimDelay)
+				now := time.Now()
+				if burst.IsZero() {
+					burst = now
 				}
-			case <-trim:
-				trim = nil
-				// The runtime's scavenger would take minutes to return
-				// the stacks of thousands of ended Waits; a user could
-				// make the daemon hold them at will.
+				trim.Reset(min(trimQuiet, burst.Add(trimMaxDelay).Sub(now)))
+			case <-trim.C:
+				burst = time.Time{}
+				// The runtime's scavenger takes many seconds to return
+				// the stacks of thousands of ended Waits, and a user
+				// can make the daemon hold them at will.
+				s.waits.trimmed()
 				debug.FreeOSMemory()
 				s.log.Debug("memory of ended Waits returned to the OS", "waits", s.waits.count())
 			}

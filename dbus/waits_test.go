@@ -3,6 +3,7 @@ package dbus
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 
 	godbus "github.com/godbus/dbus/v5"
@@ -101,5 +102,35 @@ func TestWaitTable(t *testing.T) {
 	wt.leave(":1.2", b)
 	if len(wt.senders) != 2 { // :1.4 and :1.5 have not left
 		t.Errorf("names tracked: %v", wt.senders)
+	}
+}
+
+// TestWaitTableAsksForATrim: once a thousand Waits have ended since the
+// peak, the watcher is asked to hand their memory back, and not before.
+func TestWaitTableAsksForATrim(t *testing.T) {
+	wt := newWaitTable() // no bus: callers are bus names
+	var keys []string
+	for i := range trimWaits + 10 {
+		ws, first := wt.enter(fmt.Sprintf(":1.%d", i))
+		if first {
+			wt.identify(fmt.Sprintf(":1.%d", i), ws)
+		}
+		key, err := wt.admit(ws, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys = append(keys, key)
+	}
+	for i, k := range keys {
+		wt.release(k)
+		asked := len(wt.shrunk) == 1
+		if want := i+1 >= trimWaits; asked != want {
+			t.Fatalf("after %d Waits ended: asked for a trim %v, want %v", i+1, asked, want)
+		}
+	}
+	<-wt.shrunk
+	wt.trimmed()
+	if wt.peak != 0 {
+		t.Errorf("peak %d after the trim, want 0", wt.peak)
 	}
 }
