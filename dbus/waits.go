@@ -168,10 +168,13 @@ func (t *waitTable) trimmed() {
 const trimWaits = 1024
 
 // The memory goes back once a burst of ending Waits is over (no Wait ended
-// for trimQuiet), or trimMaxDelay after the burst began if it goes on.
+// for trimQuiet), or trimMaxDelay after the burst began if it goes on;
+// and once more trimFollowUp later, for the Waits of the burst that ended
+// after it (fewer than trimWaits would not ask again).
 const (
 	trimQuiet    = 300 * time.Millisecond
 	trimMaxDelay = 2 * time.Second
+	trimFollowUp = time.Second
 )
 
 // departed ends the Waits of a unique name that left the bus.
@@ -222,7 +225,9 @@ func (s *Server) watchDepartures() (stop func(), err error) {
 		trim := time.NewTimer(time.Hour)
 		trim.Stop()
 		defer trim.Stop()
-		var burst time.Time // when the pending burst of ended Waits began
+		// When the pending burst of ended Waits began; zero while the
+		// timer is for the trim after a burst's, or not armed.
+		var burst time.Time
 		for {
 			select {
 			case <-quit:
@@ -241,11 +246,14 @@ func (s *Server) watchDepartures() (stop func(), err error) {
 				}
 				trim.Reset(min(trimQuiet, burst.Add(trimMaxDelay).Sub(now)))
 			case <-trim.C:
-				burst = time.Time{}
 				// The runtime's scavenger takes many seconds to return
 				// the stacks of thousands of ended Waits, and a user
 				// can make the daemon hold them at will.
-				s.waits.trimmed()
+				if !burst.IsZero() {
+					burst = time.Time{}
+					s.waits.trimmed()
+					trim.Reset(trimFollowUp)
+				}
 				debug.FreeOSMemory()
 				s.log.Debug("memory of ended Waits returned to the OS", "waits", s.waits.count())
 			}
