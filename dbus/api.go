@@ -32,6 +32,10 @@ const (
 	ErrorNotAuthorized   = ErrorPrefix + "NotAuthorized"
 	ErrorTimeout         = ErrorPrefix + "Timeout"
 	ErrorFailed          = ErrorPrefix + "Failed"
+	// ErrorLimitExceeded: the caller holds as much as one caller may
+	// (limits.max_waits_per_caller concurrent Waits); it may retry once
+	// some of its calls have ended.
+	ErrorLimitExceeded = ErrorPrefix + "LimitExceeded"
 )
 
 // Keys of the status dictionaries returned by Manager.List.

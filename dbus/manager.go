@@ -17,7 +17,8 @@ var manageOptions = map[string]string{
 }
 
 // Manage registers cid for uri; it replies once that is durable.
-func (m manager) Manage(msg godbus.Message, uri, cid string, opts map[string]godbus.Variant) (godbus.ObjectPath, *godbus.Error) {
+func (m manager) Manage(msg godbus.Message, uri, cid string, opts map[string]godbus.Variant) (_ godbus.ObjectPath, refused *godbus.Error) {
+	defer m.s.noteRefused(msg, &refused)
 	s := m.s
 	if err := checkSignature(msg, "ssa{sv}"); err != nil {
 		return "", err
@@ -86,7 +87,8 @@ func applyCHAP(spec *service.Spec, opts map[string]godbus.Variant) *godbus.Error
 }
 
 // Unmanage forgets cid; it replies once that is durable.
-func (m manager) Unmanage(msg godbus.Message, cid string, opts map[string]godbus.Variant) *godbus.Error {
+func (m manager) Unmanage(msg godbus.Message, cid string, opts map[string]godbus.Variant) (refused *godbus.Error) {
+	defer m.s.noteRefused(msg, &refused)
 	s := m.s
 	if err := checkSignature(msg, "sa{sv}"); err != nil {
 		return err
@@ -104,7 +106,8 @@ func (m manager) Unmanage(msg godbus.Message, cid string, opts map[string]godbus
 }
 
 // UnmanagePrefix forgets every CID that starts with prefix.
-func (m manager) UnmanagePrefix(msg godbus.Message, prefix string, opts map[string]godbus.Variant) ([]string, *godbus.Error) {
+func (m manager) UnmanagePrefix(msg godbus.Message, prefix string, opts map[string]godbus.Variant) (_ []string, refused *godbus.Error) {
+	defer m.s.noteRefused(msg, &refused)
 	s := m.s
 	if err := checkSignature(msg, "sa{sv}"); err != nil {
 		return nil, err
@@ -132,7 +135,8 @@ func (m manager) UnmanagePrefix(msg godbus.Message, prefix string, opts map[stri
 var listOptions = map[string]string{OptPrefix: "s", "host": "b"}
 
 // List returns CID -> status for every connection, managed or not.
-func (m manager) List(msg godbus.Message, opts map[string]godbus.Variant) (map[string]map[string]godbus.Variant, *godbus.Error) {
+func (m manager) List(msg godbus.Message, opts map[string]godbus.Variant) (_ map[string]map[string]godbus.Variant, refused *godbus.Error) {
+	defer m.s.noteRefused(msg, &refused)
 	s := m.s
 	if err := checkSignature(msg, "a{sv}"); err != nil {
 		return nil, err
@@ -184,7 +188,8 @@ func listEntry(st service.Status) map[string]godbus.Variant {
 }
 
 // GetConnection returns the object path of a managed CID.
-func (m manager) GetConnection(msg godbus.Message, cid string) (godbus.ObjectPath, *godbus.Error) {
+func (m manager) GetConnection(msg godbus.Message, cid string) (_ godbus.ObjectPath, refused *godbus.Error) {
+	defer m.s.noteRefused(msg, &refused)
 	if err := checkSignature(msg, "s"); err != nil {
 		return "", err
 	}

@@ -212,7 +212,8 @@ func (o objectManager) GetManagedObjects(msg godbus.Message) (map[godbus.ObjectP
 // every connection object.
 type properties struct{ s *Server }
 
-func (p properties) Get(msg godbus.Message, iface, name string) (godbus.Variant, *godbus.Error) {
+func (p properties) Get(msg godbus.Message, iface, name string) (_ godbus.Variant, refused *godbus.Error) {
+	defer p.s.noteRefused(msg, &refused)
 	if err := checkSignature(msg, "ss"); err != nil {
 		return godbus.Variant{}, err
 	}
@@ -250,7 +251,8 @@ func (p properties) Get(msg godbus.Message, iface, name string) (godbus.Variant,
 	return godbus.Variant{}, unknownProperty(iface, name)
 }
 
-func (p properties) GetAll(msg godbus.Message, iface string) (map[string]godbus.Variant, *godbus.Error) {
+func (p properties) GetAll(msg godbus.Message, iface string) (_ map[string]godbus.Variant, refused *godbus.Error) {
+	defer p.s.noteRefused(msg, &refused)
 	if err := checkSignature(msg, "s"); err != nil {
 		return nil, err
 	}
@@ -281,7 +283,8 @@ func (p properties) GetAll(msg godbus.Message, iface string) (map[string]godbus.
 	return variants(vals), nil
 }
 
-func (p properties) Set(msg godbus.Message, iface, name string, _ godbus.Variant) *godbus.Error {
+func (p properties) Set(msg godbus.Message, iface, name string, _ godbus.Variant) (refused *godbus.Error) {
+	defer p.s.noteRefused(msg, &refused)
 	return godbus.NewError("org.freedesktop.DBus.Error.PropertyReadOnly",
 		[]any{"property " + quoteShort(name) + " of " + quoteShort(iface) + " is read-only"})
 }
@@ -308,7 +311,8 @@ type connection struct{ s *Server }
 var noOptions = map[string]string{}
 
 // Wait returns once the connection is up, or Timeout with the last error.
-func (c connection) Wait(msg godbus.Message, timeoutUsec uint64, opts map[string]godbus.Variant) *godbus.Error {
+func (c connection) Wait(msg godbus.Message, timeoutUsec uint64, opts map[string]godbus.Variant) (refused *godbus.Error) {
+	defer c.s.noteRefused(msg, &refused)
 	if err := checkSignature(msg, "ta{sv}"); err != nil {
 		return err
 	}
@@ -320,13 +324,30 @@ func (c connection) Wait(msg godbus.Message, timeoutUsec uint64, opts map[string
 		return derr
 	}
 	d := time.Duration(min(timeoutUsec, uint64(c.s.limits().MaxWait/time.Microsecond))) * time.Microsecond
-	ctx, cancel := context.WithTimeout(context.Background(), d)
+	sender, _ := msg.Headers[godbus.FieldSender].Value().(string)
+	ws, first := c.s.waits.enter(sender)
+	defer c.s.waits.leave(sender, ws)
+	if first {
+		c.s.waits.identify(sender, ws)
+	}
+	key, derr := c.s.waits.admit(ws, c.s.limits().MaxWaitsPerCaller)
+	if derr != nil {
+		return derr
+	}
+	defer c.s.waits.release(key)
+	// The Wait ends at its timeout or when its caller leaves the bus.
+	ctx, cancel := context.WithTimeout(ws.ctx, d)
 	defer cancel()
-	return toError(c.s.svc.Wait(ctx, cid))
+	err := c.s.svc.Wait(ctx, cid)
+	if err != nil && ws.ctx.Err() != nil {
+		return godbus.NewError(ErrorFailed, []any{"the caller " + sender + " left the bus"})
+	}
+	return toError(err)
 }
 
 // Reconnect asks for an attempt now.
-func (c connection) Reconnect(msg godbus.Message, opts map[string]godbus.Variant) *godbus.Error {
+func (c connection) Reconnect(msg godbus.Message, opts map[string]godbus.Variant) (refused *godbus.Error) {
+	defer c.s.noteRefused(msg, &refused)
 	if err := checkSignature(msg, "a{sv}"); err != nil {
 		return err
 	}

@@ -13,6 +13,7 @@ import (
 
 	godbus "github.com/godbus/dbus/v5"
 
+	"github.com/storkeep/storkeep/ratelog"
 	"github.com/storkeep/storkeep/service"
 )
 
@@ -68,6 +69,9 @@ type Limits struct {
 	// MaxOptionLength bounds each string option value of a Manage call,
 	// the CHAP credentials (default 4096).
 	MaxOptionLength int
+	// MaxWaitsPerCaller bounds the Waits one caller (uid) may have in
+	// flight (default 64). Each Wait reads it as it starts.
+	MaxWaitsPerCaller int
 }
 
 // maxStringArg bounds every other string argument and option value: the
@@ -93,6 +97,9 @@ func (l Limits) withDefaults() Limits {
 	if l.MaxWait <= 0 {
 		l.MaxWait = time.Hour
 	}
+	if l.MaxWaitsPerCaller <= 0 {
+		l.MaxWaitsPerCaller = service.DefaultMaxWaitsPerCaller
+	}
 	return l
 }
 
@@ -103,7 +110,18 @@ type Options struct {
 	Logger     *slog.Logger
 	Version    string
 	Limits     Limits
+	// Refused rate-limits the lines about malformed calls per caller;
+	// nil writes each. Share it with the Authorizer's, so that one
+	// caller's bad calls and denials count together.
+	Refused *ratelog.Limiter
+	// CallerUID returns the uid behind a unique bus name (cached), to
+	// name the caller of a malformed call; nil names it by its bus name.
+	CallerUID func(ctx context.Context, sender string) (uint32, error)
 }
+
+// CallerKey names a uid as a caller of the log's rate limit: a user can
+// open any number of bus connections, not become another user.
+func CallerKey(uid uint32) string { return fmt.Sprintf("uid %d", uid) }
 
 // Conn is a bus connection made by Connect. Big replies on it are
 // encoded by storkeep itself rather than by godbus.
@@ -134,6 +152,11 @@ type Server struct {
 	// call reads it once, through limits, and sees one set.
 	lim atomic.Pointer[Limits]
 
+	waits *waitTable // Waits in flight, by caller
+
+	refused   *ratelog.Limiter
+	callerUID func(ctx context.Context, sender string) (uint32, error)
+
 	mu      sync.Mutex // guards emitted
 	emitted map[service.CID]service.Status
 }
@@ -147,7 +170,8 @@ func NewServer(c *Conn, opts Options) (*Server, error) {
 	}
 	opts.Limits = opts.Limits.withDefaults()
 	s := &Server{conn: conn, swap: c.swap, svc: opts.Service, auth: opts.Authorizer, log: opts.Logger,
-		ver: opts.Version, emitted: make(map[service.CID]service.Status)}
+		ver: opts.Version, emitted: make(map[service.CID]service.Status),
+		waits: newWaitTable(), refused: opts.Refused, callerUID: opts.CallerUID}
 	s.lim.Store(&opts.Limits)
 	exports := []struct {
 		v       any
@@ -200,6 +224,13 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	s.mu.Unlock()
 	sub.Take()
+
+	// Before the name is ours, so that no Wait can outlive its caller.
+	stopWatch, err := s.watchDepartures()
+	if err != nil {
+		return err
+	}
+	defer stopWatch()
 
 	reply, err := s.conn.RequestName(BusName, godbus.NameFlagDoNotQueue)
 	if err != nil {

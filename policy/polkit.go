@@ -9,6 +9,7 @@ import (
 	godbus "github.com/godbus/dbus/v5"
 
 	skdbus "github.com/storkeep/storkeep/dbus"
+	"github.com/storkeep/storkeep/ratelog"
 )
 
 // Where polkit's authority lives on the system bus.
@@ -49,6 +50,9 @@ type Polkit struct {
 	// also the only uids allowed when polkit is not on the bus. storkeepd
 	// passes RootOnly.Trusts (root and its own uid); nil trusts no one.
 	Trusted func(uid uint32) bool
+	// Refused rate-limits the lines about denials per caller, so that a
+	// user who sends a thousand cannot flood the log; nil writes each.
+	Refused *ratelog.Limiter
 }
 
 // polkitSubject is a PolkitSubject on the wire, (sa{sv}).
@@ -120,10 +124,14 @@ func polkitAbsent(err error) bool {
 func (p *Polkit) Authorize(ctx context.Context, req skdbus.AuthRequest) error {
 	c, err := p.Callers.Lookup(ctx, p.Conn, req.Sender)
 	if err != nil {
-		p.Log.Warn("denied: unknown caller", "action", req.Action, "sender", req.Sender, "by", "polkit", "err", err)
+		p.Refused.Log(ctx, p.Log, "bus name "+req.Sender, slog.LevelWarn, "denied: unknown caller",
+			"action", req.Action, "sender", req.Sender, "by", "polkit", "err", err)
 		return fmt.Errorf("%w for %s: could not identify the caller: %v", skdbus.ErrNotAuthorized, req.Action, err)
 	}
 	log := p.Log.With("action", req.Action, "uid", c.UID, "pid", c.PID)
+	deny := func(args ...any) {
+		p.Refused.Log(ctx, log, skdbus.CallerKey(c.UID), slog.LevelWarn, "denied", args...)
+	}
 	trusted := p.Trusted != nil && p.Trusted(c.UID)
 	if trusted {
 		log.Info("authorized", "by", "trusted uid", "result", "authorized")
@@ -132,27 +140,27 @@ func (p *Polkit) Authorize(ctx context.Context, req skdbus.AuthRequest) error {
 	res, err := CheckAuthorization(ctx, p.Conn, req.Sender, req.Action, req.Interactive)
 	switch {
 	case err != nil && polkitAbsent(err):
-		log.Warn("denied", "by", "root-only fallback", "result", "denied", "reason", "polkit is not on the bus", "err", err)
+		deny("by", "root-only fallback", "result", "denied", "reason", "polkit is not on the bus", "err", err)
 		return fmt.Errorf("%w for %s: polkit is not available, so this requires root (caller uid %d)",
 			skdbus.ErrNotAuthorized, req.Action, c.UID)
 	case err != nil:
-		log.Warn("denied", "by", "polkit", "result", "error", "err", err)
+		deny("by", "polkit", "result", "error", "err", err)
 		return p.denied(req, c, "could not ask polkit: %v", err)
 	case res.IsAuthorized:
 		log.Info("authorized", "by", "polkit", "result", "authorized", "interactive", req.Interactive)
 		return nil
 	case res.IsChallenge && !req.Interactive:
-		log.Warn("denied", "by", "polkit", "result", "challenge", "interactive", req.Interactive)
+		deny("by", "polkit", "result", "challenge", "interactive", req.Interactive)
 		return p.denied(req, c, "polkit would allow it after authentication, but the call did not allow interactive "+
 			"authorization (set ALLOW_INTERACTIVE_AUTHORIZATION, e.g. busctl --allow-interactive-authorization=yes)")
 	case res.IsChallenge:
-		log.Warn("denied", "by", "polkit", "result", "challenge", "interactive", req.Interactive)
+		deny("by", "polkit", "result", "challenge", "interactive", req.Interactive)
 		return p.denied(req, c, "polkit asked for authentication, which did not happen")
 	case res.Details["polkit.dismissed"] != "":
-		log.Warn("denied", "by", "polkit", "result", "dismissed", "interactive", req.Interactive)
+		deny("by", "polkit", "result", "dismissed", "interactive", req.Interactive)
 		return p.denied(req, c, "the authentication was dismissed")
 	default:
-		log.Warn("denied", "by", "polkit", "result", "denied", "interactive", req.Interactive)
+		deny("by", "polkit", "result", "denied", "interactive", req.Interactive)
 		return p.denied(req, c, "polkit denied it")
 	}
 }

@@ -14,6 +14,7 @@ import (
 
 	skdbus "github.com/storkeep/storkeep/dbus"
 	"github.com/storkeep/storkeep/dbus/dbustest"
+	"github.com/storkeep/storkeep/ratelog"
 )
 
 // lockedBuffer collects a logger's output from several goroutines.
@@ -243,5 +244,32 @@ func TestRootOnlyNamesTheAction(t *testing.T) {
 	r.AllowUID = int64(creds.UID)
 	if err := r.Authorize(context.Background(), skdbus.AuthRequest{Sender: s.caller.Names()[0], Action: skdbus.ActionManage}); err != nil {
 		t.Fatalf("the allowed uid was denied: %v", err)
+	}
+}
+
+// TestDenialsAreRateLimited: a caller's denials go through the shared
+// limiter: a burst of lines, then a count once the caller is quiet.
+func TestDenialsAreRateLimited(t *testing.T) {
+	s := newPolkitSetup(t, nil)
+	dbustest.StartPolkit(t, s.bus, answer(dbustest.PolkitAnswer{}))
+	now := time.Now()
+	var mu sync.Mutex
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	lim := ratelog.New(s.auth.Log, ratelog.Options{Burst: 2, Quiet: time.Second, Now: clock})
+	s.auth.Refused = lim
+	for range 50 {
+		if err := s.authorize(t, skdbus.ActionManage, false); err == nil {
+			t.Fatal("allowed")
+		}
+	}
+	if n := strings.Count(s.log.String(), "msg=denied"); n != 2 {
+		t.Errorf("50 denials wrote %d lines, want 2:\n%s", n, s.log.String())
+	}
+	mu.Lock()
+	now = now.Add(time.Second)
+	mu.Unlock()
+	lim.Flush(context.Background())
+	if !strings.Contains(s.log.String(), "suppressed=48") || !strings.Contains(s.log.String(), `what="denied: 48"`) {
+		t.Errorf("no summary of the 48 held back:\n%s", s.log.String())
 	}
 }

@@ -8,6 +8,7 @@ import (
 	godbus "github.com/godbus/dbus/v5"
 
 	skdbus "github.com/storkeep/storkeep/dbus"
+	"github.com/storkeep/storkeep/ratelog"
 )
 
 // RootOnly allows changes to callers with uid 0 (or to the uid the daemon
@@ -23,6 +24,9 @@ type RootOnly struct {
 	AllowUID int64
 	// Callers caches credentials; nil asks the bus every time.
 	Callers *CallerCache
+	// Refused rate-limits the lines about denials per caller, so that a
+	// user who sends a thousand cannot flood the log; nil writes each.
+	Refused *ratelog.Limiter
 }
 
 // Trusts reports whether uid may change things without asking anyone:
@@ -33,13 +37,15 @@ func (r RootOnly) Trusts(uid uint32) bool { return uid == 0 || int64(uid) == r.A
 func (r RootOnly) Authorize(ctx context.Context, req skdbus.AuthRequest) error {
 	c, err := r.Callers.Lookup(ctx, r.Conn, req.Sender)
 	if err != nil {
-		r.Log.Warn("denied: unknown caller", "action", req.Action, "sender", req.Sender, "by", "root-only", "err", err)
+		r.Refused.Log(ctx, r.Log, "bus name "+req.Sender, slog.LevelWarn, "denied: unknown caller",
+			"action", req.Action, "sender", req.Sender, "by", "root-only", "err", err)
 		return fmt.Errorf("%w for %s: could not identify the caller: %v", skdbus.ErrNotAuthorized, req.Action, err)
 	}
 	if r.Trusts(c.UID) {
 		r.Log.Info("authorized", "action", req.Action, "uid", c.UID, "pid", c.PID, "by", "root-only")
 		return nil
 	}
-	r.Log.Warn("denied", "action", req.Action, "uid", c.UID, "pid", c.PID, "by", "root-only")
+	r.Refused.Log(ctx, r.Log, skdbus.CallerKey(c.UID), slog.LevelWarn, "denied",
+		"action", req.Action, "uid", c.UID, "pid", c.PID, "by", "root-only")
 	return fmt.Errorf("%w for %s: this requires root (caller uid %d)", skdbus.ErrNotAuthorized, req.Action, c.UID)
 }

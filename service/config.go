@@ -42,7 +42,14 @@ type LimitsConfig struct {
 	// MaxOptionLength bounds each string option value of a Manage call:
 	// the CHAP user names and secrets (default 4096).
 	MaxOptionLength int `toml:"max_option_length"`
+	// MaxWaitsPerCaller bounds the Connection.Wait calls one caller (a
+	// uid) may have in flight at once (default 64): each holds memory in
+	// the daemon until it ends, and Wait is open to every user.
+	MaxWaitsPerCaller int `toml:"max_waits_per_caller"`
 }
+
+// DefaultMaxWaitsPerCaller is the default of limits.max_waits_per_caller.
+const DefaultMaxWaitsPerCaller = 64
 
 // Built-in ceilings of the request limits, and their defaults. The CID
 // rules and the URI parser enforce the first two whatever the
@@ -60,7 +67,7 @@ func (l LimitsConfig) check() (key string, err error) {
 	counts := []struct {
 		key string
 		v   int
-	}{{"max_cids", l.MaxCIDs}, {"max_options", l.MaxOptions}}
+	}{{"max_cids", l.MaxCIDs}, {"max_options", l.MaxOptions}, {"max_waits_per_caller", l.MaxWaitsPerCaller}}
 	for _, c := range counts {
 		if c.v < 0 {
 			return c.key, fmt.Errorf("limits.%s = %d: limits must not be negative", c.key, c.v)

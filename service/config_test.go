@@ -30,6 +30,7 @@ max_options = 16
 max_cid_length = 64
 max_uri_length = 1024
 max_option_length = 256
+max_waits_per_caller = 8
 
 [reconnect]
 initial_backoff = "250ms"
@@ -37,7 +38,7 @@ max_backoff = "1m30s"
 `, want: Config{
 			Daemon: DaemonConfig{LogLevel: "debug"},
 			Limits: LimitsConfig{MaxCIDs: 500, MaxOptions: 16,
-				MaxCIDLength: 64, MaxURILength: 1024, MaxOptionLength: 256},
+				MaxCIDLength: 64, MaxURILength: 1024, MaxOptionLength: 256, MaxWaitsPerCaller: 8},
 			Reconnect: ReconnectConfig{InitialBackoff: Duration(250 * time.Millisecond), MaxBackoff: Duration(90 * time.Second)},
 		}},
 		{name: "link events off", content: "[reconnect]\nlink_events = false\n",
@@ -79,6 +80,8 @@ max_backoff = "1m30s"
 			wantErr: `line 2 column 13: daemon.log_level "INFO"`},
 		{name: "negative limit", content: "[limits]\nmax_cids = -1\n",
 			wantErr: "line 2 column 12: limits.max_cids = -1: limits must not be negative"},
+		{name: "negative wait cap", content: "[limits]\nmax_waits_per_caller = -1\n",
+			wantErr: "line 2 column 24: limits.max_waits_per_caller = -1: limits must not be negative"},
 		{name: "negative length", content: "[limits]\nmax_option_length = -5\n",
 			wantErr: "line 2 column 21: limits.max_option_length = -5: limits must not be negative"},
 		{name: "lengths at their ceilings", content: "[limits]\nmax_cid_length = 255\nmax_uri_length = 4096\nmax_option_length = 4096\n",
@@ -253,12 +256,13 @@ func TestSampleConfigShowsTheDefaults(t *testing.T) {
 	want := Config{
 		Daemon: DaemonConfig{LogLevel: "info"},
 		Limits: LimitsConfig{MaxCIDs: 100000, MaxOptions: 64,
-			MaxCIDLength: MaxCIDLength, MaxURILength: MaxURILength, MaxOptionLength: MaxOptionLength},
+			MaxCIDLength: MaxCIDLength, MaxURILength: MaxURILength, MaxOptionLength: MaxOptionLength,
+			MaxWaitsPerCaller: DefaultMaxWaitsPerCaller},
 		Reconnect: ReconnectConfig{InitialBackoff: Duration(time.Second), MaxBackoff: Duration(time.Minute)},
 	}
 	on := true
 	want.Reconnect.LinkEvents = &on
-	if !reflect.DeepEqual(got, want) || keys != 9 || !got.Reconnect.FollowLinks() {
-		t.Errorf("the sample shows %d keys meaning %+v; want 9 meaning %+v", keys, got, want)
+	if !reflect.DeepEqual(got, want) || keys != 10 || !got.Reconnect.FollowLinks() {
+		t.Errorf("the sample shows %d keys meaning %+v; want 10 meaning %+v", keys, got, want)
 	}
 }

@@ -7,6 +7,7 @@ import (
 
 	skdbus "github.com/storkeep/storkeep/dbus"
 	"github.com/storkeep/storkeep/policy"
+	"github.com/storkeep/storkeep/ratelog"
 )
 
 // Values of --authorization.
@@ -29,12 +30,14 @@ func checkAuthorizationFlag(mode string) error {
 // daemon's own uid are always allowed (so a daemon on a private bus can be
 // driven by its owner); with polkit, everyone else is asked about. auto
 // uses polkit only on the system bus: polkitd serves no other bus.
-func newAuthorizer(mode, bus string, conn *skdbus.Conn, log *slog.Logger) skdbus.Authorizer {
-	rootOnly := policy.RootOnly{Conn: conn.Conn, Log: log, AllowUID: int64(os.Getuid()), Callers: policy.NewCallerCache()}
+// Denials are logged through refused, a few per caller and then a count.
+func newAuthorizer(mode, bus string, conn *skdbus.Conn, callers *policy.CallerCache, refused *ratelog.Limiter,
+	log *slog.Logger) skdbus.Authorizer {
+	rootOnly := policy.RootOnly{Conn: conn.Conn, Log: log, AllowUID: int64(os.Getuid()), Callers: callers, Refused: refused}
 	if mode == authRoot || (mode == authAuto && bus != "system") {
 		log.Info("authorization: root only", "allowed uids", fmt.Sprintf("0,%d", os.Getuid()))
 		return rootOnly
 	}
 	log.Info("authorization: polkit, root only when polkit is not on the bus")
-	return &policy.Polkit{Conn: conn.Conn, Log: log, Callers: rootOnly.Callers, Trusted: rootOnly.Trusts}
+	return &policy.Polkit{Conn: conn.Conn, Log: log, Callers: callers, Trusted: rootOnly.Trusts, Refused: refused}
 }

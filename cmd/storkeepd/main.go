@@ -16,6 +16,8 @@ import (
 	"github.com/storkeep/storkeep/backends/iscsi"
 	"github.com/storkeep/storkeep/backends/nfs"
 	skdbus "github.com/storkeep/storkeep/dbus"
+	"github.com/storkeep/storkeep/policy"
+	"github.com/storkeep/storkeep/ratelog"
 	"github.com/storkeep/storkeep/service"
 )
 
@@ -165,13 +167,22 @@ func run() error {
 	}
 	defer conn.Close()
 
+	// One limit per caller for every line about a refused call, whoever
+	// writes it (the bus layer, the authorizer).
+	refused := ratelog.New(log.With("component", "ratelog"), ratelog.Options{})
+	callers := policy.NewCallerCache()
 	srv, err := skdbus.NewServer(conn, skdbus.Options{
 		Service: svc,
-		Authorizer: newAuthorizer(f.auth, f.bus, conn,
+		Authorizer: newAuthorizer(f.auth, f.bus, conn, callers, refused,
 			log.With("component", "policy")),
 		Logger:  log.With("component", "dbus"),
 		Version: version,
-		Limits:  busLimits(cfg.Limits),
+		Refused: refused,
+		CallerUID: func(ctx context.Context, sender string) (uint32, error) {
+			c, err := callers.Lookup(ctx, conn.Conn, sender)
+			return c.UID, err
+		},
+		Limits: busLimits(cfg.Limits),
 	})
 	if err != nil {
 		return err
@@ -188,9 +199,17 @@ func run() error {
 
 	done := make(chan error, 1)
 	go func() { done <- svc.Run(ctx) }()
+	usr1, stopUSR1 := notifyStats()
+	defer stopUSR1()
+	statsDone := make(chan struct{})
+	go func() { logStats(ctx, log, usr1, srv.Waits); close(statsDone) }()
+	refusedDone := make(chan struct{})
+	go func() { refused.Run(ctx); close(refusedDone) }()
 	serveErr := srv.Serve(ctx)
 	cancel()
 	<-done
+	<-statsDone
+	<-refusedDone
 	if serveErr != nil {
 		return serveErr
 	}

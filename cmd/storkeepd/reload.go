@@ -100,5 +100,7 @@ func busLimits(l service.LimitsConfig) skdbus.Limits {
 		MaxCIDLength:    l.MaxCIDLength,
 		MaxURILength:    l.MaxURILength,
 		MaxOptionLength: l.MaxOptionLength,
+
+		MaxWaitsPerCaller: l.MaxWaitsPerCaller,
 	}
 }
