@@ -1,42 +1,64 @@
 package dbus
 
 import (
+	"fmt"
+	"net"
 	"reflect"
 
 	godbus "github.com/godbus/dbus/v5"
 )
 
-// connOptions are the options of every connection the server answers on.
-func connOptions() []godbus.ConnOption {
-	return []godbus.ConnOption{godbus.WithIncomingInterceptor(guardCall)}
+// newBusConn makes a godbus connection on a bus socket, with busFilter
+// below godbus's decoder and replySwapper below its encoder. It is not
+// authenticated yet.
+func newBusConn(nc net.Conn) (*godbus.Conn, *replySwapper, *busFilter, error) {
+	f := newBusFilter(nc)
+	sw := &replySwapper{Conn: f, pending: make(map[replyKey]swapped)}
+	conn, err := godbus.NewConn(sw)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	f.setConn(conn)
+	return conn, sw, f, nil
 }
 
-// guardCall empties the arguments of a method call that godbus would
-// panic on while storing them into a handler's parameters, in its own
-// goroutine, where no recover of ours can reach: a dictionary whose keys
-// are booleans (a{bv} is valid D-Bus; godbus v5.2.4 only builds maps with
-// string and number keys). With no arguments the call fails its argument
-// check and gets an error reply; the daemon lives on.
-func guardCall(msg *godbus.Message) {
-	if msg.Type != godbus.TypeMethodCall {
-		return
-	}
-	for _, v := range msg.Body {
-		if !storable(reflect.ValueOf(v), 0) {
-			msg.Body = nil
-			return
+// unstorable says why godbus would panic storing a call's arguments into
+// a handler's parameters, in its own goroutine, where no recover of ours
+// can reach, or returns "". That is a dictionary whose keys are booleans
+// or signatures (valid D-Bus; godbus v5.2.4 only builds maps with string
+// and number keys) that is empty: a non-empty one fails godbus's decoder
+// already. busFilter answers such a call with an error.
+func unstorable(body []any) string {
+	for _, v := range body {
+		if why := storable(reflect.ValueOf(v), 0); why != "" {
+			return why
 		}
 	}
+	return ""
 }
 
-// storable reports whether v holds no map with a key type godbus cannot
-// handle. D-Bus nests at most 64 containers; deeper is not storable either.
-func storable(v reflect.Value, depth int) bool {
+// keysNotSupported says that dictionaries with keys of type t are not
+// supported, naming t's D-Bus type.
+func keysNotSupported(t reflect.Type) string {
+	name := t.String()
+	switch {
+	case t.Kind() == reflect.Bool:
+		name = `"b"`
+	case t == reflect.TypeOf(godbus.Signature{}):
+		name = `"g"`
+	}
+	return fmt.Sprintf("dictionaries with keys of type %s are not supported", name)
+}
+
+// storable returns why v holds a map with a key type godbus cannot
+// handle, or "". D-Bus nests at most 64 containers; deeper is not
+// storable either.
+func storable(v reflect.Value, depth int) string {
 	if depth > 64 {
-		return false
+		return "containers nested too deep"
 	}
 	if !v.IsValid() {
-		return true
+		return ""
 	}
 	if vr, ok := v.Interface().(godbus.Variant); ok {
 		return storable(reflect.ValueOf(vr.Value()), depth+1)
@@ -48,25 +70,25 @@ func storable(v reflect.Value, depth int) bool {
 			reflect.Int16, reflect.Int32, reflect.Int64, reflect.Float64,
 			reflect.String, reflect.Uint, reflect.Int:
 		default:
-			return false
+			return keysNotSupported(v.Type().Key())
 		}
 		it := v.MapRange()
 		for it.Next() {
-			if !storable(it.Value(), depth+1) {
-				return false
+			if why := storable(it.Value(), depth+1); why != "" {
+				return why
 			}
 		}
 	case reflect.Slice, reflect.Array:
 		if v.Type().Elem().Kind() == reflect.Uint8 {
-			return true // bytes
+			return "" // bytes
 		}
 		for i := range v.Len() {
-			if !storable(v.Index(i), depth+1) {
-				return false
+			if why := storable(v.Index(i), depth+1); why != "" {
+				return why
 			}
 		}
 	case reflect.Interface, reflect.Pointer:
 		return storable(v.Elem(), depth+1)
 	}
-	return true
+	return ""
 }

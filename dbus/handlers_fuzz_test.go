@@ -110,6 +110,32 @@ func startPeerServer(tb testing.TB) *rawPeer {
 // startPeerServerWith is startPeerServer with the Server's limits.
 func startPeerServerWith(tb testing.TB, lim Limits) *rawPeer {
 	tb.Helper()
+	p, c := startPeer(tb)
+	store, _, err := service.OpenStore(p.stateDir)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	svc, err := service.New(service.Options{Store: store, MaxCIDs: 200,
+		Reconnect: service.ReconnectPolicy{Initial: time.Hour, Max: time.Hour}})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = svc.Run(ctx); close(done) }()
+	tb.Cleanup(func() { cancel(); <-done })
+	if _, err := NewServer(c, Options{Service: svc, Authorizer: fuzzAuthorizer{&p.allow, &p.last},
+		Limits: lim}); err != nil {
+		tb.Fatal(err)
+	}
+	return p
+}
+
+// startPeer makes a connection as Connect does (filter, swapper, godbus)
+// on one end of a socket pair and returns it, authenticated, with the
+// other end, where the test plays the bus.
+func startPeer(tb testing.TB) (*rawPeer, *Conn) {
+	tb.Helper()
 	srvSide, cliSide := socketPair(tb)
 	p := &rawPeer{c: cliSide, r: bufio.NewReader(cliSide), stateDir: filepath.Join(tb.TempDir(), "state")}
 
@@ -135,8 +161,7 @@ func startPeerServerWith(tb testing.TB, lim Limits) *rawPeer {
 		}
 		authDone <- err
 	}()
-	sw := &replySwapper{Conn: srvSide, pending: make(map[replyKey]swapped)}
-	gc, err := godbus.NewConn(sw, connOptions()...)
+	gc, sw, filter, err := newBusConn(srvSide)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -146,25 +171,7 @@ func startPeerServerWith(tb testing.TB, lim Limits) *rawPeer {
 	if err := <-authDone; err != nil {
 		tb.Fatal(err)
 	}
-
-	store, _, err := service.OpenStore(p.stateDir)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	svc, err := service.New(service.Options{Store: store, MaxCIDs: 200,
-		Reconnect: service.ReconnectPolicy{Initial: time.Hour, Max: time.Hour}})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { _ = svc.Run(ctx); close(done) }()
-	tb.Cleanup(func() { cancel(); <-done })
-	if _, err := NewServer(&Conn{Conn: gc, swap: sw}, Options{Service: svc, Authorizer: fuzzAuthorizer{&p.allow, &p.last},
-		Limits: lim}); err != nil {
-		tb.Fatal(err)
-	}
-	return p
+	return p, &Conn{Conn: gc, swap: sw, filter: filter}
 }
 
 // rawCall returns one method call message as bytes, the way a client

@@ -127,27 +127,19 @@ func CallerKey(uid uint32) string { return fmt.Sprintf("uid %d", uid) }
 // encoded by storkeep itself rather than by godbus.
 type Conn struct {
 	*godbus.Conn
-	swap *replySwapper
-}
-
-// Connect connects to a bus: "system", "session", or a D-Bus address such
-// as unix:path=/run/x.
-func Connect(bus string) (*Conn, error) {
-	c, sw, err := dial(bus)
-	if err != nil {
-		return nil, err
-	}
-	return &Conn{Conn: c, swap: sw}, nil
+	swap   *replySwapper
+	filter *busFilter
 }
 
 // Server serves API v1 on one bus connection.
 type Server struct {
-	conn *godbus.Conn
-	swap *replySwapper
-	svc  *service.Service
-	auth Authorizer
-	log  *slog.Logger
-	ver  string
+	conn   *godbus.Conn
+	swap   *replySwapper
+	filter *busFilter
+	svc    *service.Service
+	auth   Authorizer
+	log    *slog.Logger
+	ver    string
 	// lim is swapped whole by SetLimits (a configuration reload); a
 	// call reads it once, through limits, and sees one set.
 	lim atomic.Pointer[Limits]
@@ -169,10 +161,13 @@ func NewServer(c *Conn, opts Options) (*Server, error) {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	opts.Limits = opts.Limits.withDefaults()
-	s := &Server{conn: conn, swap: c.swap, svc: opts.Service, auth: opts.Authorizer, log: opts.Logger,
+	s := &Server{conn: conn, swap: c.swap, filter: c.filter, svc: opts.Service, auth: opts.Authorizer, log: opts.Logger,
 		ver: opts.Version, emitted: make(map[service.CID]service.Status),
 		waits: newWaitTable(), refused: opts.Refused, callerUID: opts.CallerUID}
 	s.lim.Store(&opts.Limits)
+	if s.filter != nil {
+		s.filter.setLogger(s.log)
+	}
 	exports := []struct {
 		v       any
 		iface   string
@@ -209,8 +204,15 @@ func (s *Server) SetLimits(l Limits) {
 // limits returns the limits in force.
 func (s *Server) limits() Limits { return *s.lim.Load() }
 
+// ErrConnectionLost is wrapped by Serve's error when the bus connection
+// is gone.
+var ErrConnectionLost = errors.New("bus connection lost")
+
 // Serve owns the bus name and emits signals until ctx is done. It returns
-// an error at once if the name is owned by someone else.
+// an error at once if the name is owned by someone else, and one wrapping
+// ErrConnectionLost, logged at error level, when the bus connection is
+// lost: the process must then exit non-zero, so that systemd starts it
+// again, rather than live on without its name.
 func (s *Server) Serve(ctx context.Context) error {
 	sub := s.svc.Subscribe()
 	defer sub.Close()
@@ -240,14 +242,38 @@ func (s *Server) Serve(ctx context.Context) error {
 		return fmt.Errorf("request bus name %s: already owned by another process", BusName)
 	}
 	s.log.Info("serving", "name", BusName)
+	lost := s.conn.Context().Done()
 	for {
 		select {
+		case <-lost:
+			return s.connectionLost()
 		case <-ctx.Done():
+			// systemd stops a Type=dbus service whose name went away:
+			// that SIGTERM must not turn a lost connection into a clean
+			// exit, which Restart=on-failure would not restart.
+			if s.conn.Context().Err() != nil {
+				return s.connectionLost()
+			}
 			return nil
 		case <-sub.Ready():
 			s.emit(sub.Take())
 		}
 	}
+}
+
+// connectionLost logs the loss of the bus connection and returns it as an
+// error, with the read error that ended it when there was one.
+func (s *Server) connectionLost() error {
+	var cause error
+	if s.filter != nil {
+		cause = s.filter.readErr()
+	}
+	if cause == nil {
+		cause = errors.New("closed")
+	}
+	s.log.Error("bus connection lost; exiting so that the service manager restarts the daemon",
+		"name", BusName, "err", cause)
+	return fmt.Errorf("%w (%s): %w", ErrConnectionLost, BusName, cause)
 }
 
 // emit sends one signal per object for a batch of events.

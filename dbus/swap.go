@@ -81,11 +81,16 @@ func (r *replySwapper) Write(p []byte) (int, error) {
 // Dial connects to a bus: "system", "session", or a D-Bus address such as
 // unix:path=/run/x. The connection is authenticated and has said Hello.
 func Dial(bus string) (*godbus.Conn, error) {
-	conn, _, err := dial(bus)
-	return conn, err
+	c, err := Connect(bus)
+	if err != nil {
+		return nil, err
+	}
+	return c.Conn, nil
 }
 
-func dial(bus string) (*godbus.Conn, *replySwapper, error) {
+// Connect connects to a bus: "system", "session", or a D-Bus address such
+// as unix:path=/run/x. The connection is authenticated and has said Hello.
+func Connect(bus string) (*Conn, error) {
 	addr := bus
 	switch bus {
 	case "system":
@@ -96,7 +101,7 @@ func dial(bus string) (*godbus.Conn, *replySwapper, error) {
 	case "session":
 		addr = os.Getenv("DBUS_SESSION_BUS_ADDRESS")
 		if addr == "" {
-			return nil, nil, fmt.Errorf("session bus: DBUS_SESSION_BUS_ADDRESS is not set")
+			return nil, fmt.Errorf("session bus: DBUS_SESSION_BUS_ADDRESS is not set")
 		}
 	}
 	var lastErr error
@@ -106,8 +111,7 @@ func dial(bus string) (*godbus.Conn, *replySwapper, error) {
 			lastErr = err
 			continue
 		}
-		sw := &replySwapper{Conn: nc, pending: make(map[replyKey]swapped)}
-		conn, err := godbus.NewConn(sw, connOptions()...)
+		conn, sw, f, err := newBusConn(nc)
 		if err == nil {
 			if err = conn.Auth(nil); err == nil {
 				err = conn.Hello()
@@ -118,12 +122,12 @@ func dial(bus string) (*godbus.Conn, *replySwapper, error) {
 			lastErr = fmt.Errorf("%s: %w", a, err)
 			continue
 		}
-		return conn, sw, nil
+		return &Conn{Conn: conn, swap: sw, filter: f}, nil
 	}
 	if lastErr == nil {
 		lastErr = fmt.Errorf("no address")
 	}
-	return nil, nil, fmt.Errorf("connect to bus %s: %w", bus, lastErr)
+	return nil, fmt.Errorf("connect to bus %s: %w", bus, lastErr)
 }
 
 // dialUnix dials a unix:path= or unix:abstract= address.

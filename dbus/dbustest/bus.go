@@ -96,3 +96,9 @@ func (b *Bus) stop() {
 	_ = b.cmd.Wait()
 	_ = os.RemoveAll(b.Dir)
 }
+
+// Kill kills the bus daemon at once, as a crash would: every connection
+// to it is lost. The test's cleanup still removes its directory.
+func (b *Bus) Kill() {
+	_ = b.cmd.Process.Kill()
+}
