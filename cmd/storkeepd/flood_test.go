@@ -66,13 +66,14 @@ func TestTenThousandUnprivilegedCalls(t *testing.T) {
 		slowest  time.Duration
 		floodErr error
 	)
-	for i := 0; ; i++ {
+	// The flood's end is known from floodDone alone: reading
+	// flood.ProcessState here would race with flood.Wait.
+	for i, finished := 0, false; !finished; i++ {
 		select {
 		case floodErr = <-floodDone:
+			finished = true
+			continue
 		default:
-		}
-		if floodErr != nil || flood.ProcessState != nil {
-			break
 		}
 		start := time.Now()
 		cid := fmt.Sprintf("ok-%d", i)
