@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 
 	godbus "github.com/godbus/dbus/v5"
 
@@ -53,6 +54,10 @@ type Polkit struct {
 	// Refused rate-limits the lines about denials per caller, so that a
 	// user who sends a thousand cannot flood the log; nil writes each.
 	Refused *ratelog.Limiter
+
+	// fallback is whether polkit was last found absent: the change is the
+	// daemon's, logged once each way whatever any caller's limit says.
+	fallback atomic.Bool
 }
 
 // polkitSubject is a PolkitSubject on the wire, (sa{sv}).
@@ -138,8 +143,15 @@ func (p *Polkit) Authorize(ctx context.Context, req skdbus.AuthRequest) error {
 		return nil
 	}
 	res, err := CheckAuthorization(ctx, p.Conn, req.Sender, req.Action, req.Interactive)
+	if err == nil && p.fallback.Swap(false) {
+		p.Log.Info("polkit is back: it decides again", "by", "polkit")
+	}
 	switch {
 	case err != nil && polkitAbsent(err):
+		if !p.fallback.Swap(true) {
+			p.Log.Warn("polkit is not on the bus: until it is back, only root and the daemon's own uid may change things",
+				"by", "root-only fallback", "err", err)
+		}
 		deny("by", "root-only fallback", "result", "denied", "reason", "polkit is not on the bus", "err", err)
 		return fmt.Errorf("%w for %s: polkit is not available, so this requires root (caller uid %d)",
 			skdbus.ErrNotAuthorized, req.Action, c.UID)

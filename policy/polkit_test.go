@@ -273,3 +273,40 @@ func TestDenialsAreRateLimited(t *testing.T) {
 		t.Errorf("no summary of the 48 held back:\n%s", s.log.String())
 	}
 }
+
+// The fallback to root-only is the daemon's state, not a caller's doing: it
+// is logged when it starts (and when it ends), however many lines the
+// caller's rate limit has already held back, and once, not per denial.
+func TestPolkitFallbackLoggedWhateverTheCallerSpent(t *testing.T) {
+	s := newPolkitSetup(t, nil)
+	frozen := time.Now() // the caller's bucket never refills
+	s.auth.Refused = ratelog.New(s.auth.Log, ratelog.Options{Burst: 1, Quiet: time.Hour,
+		Now: func() time.Time { return frozen }})
+	fake := dbustest.StartPolkit(t, s.bus, answer(dbustest.PolkitAnswer{}))
+	if err := s.authorize(t, skdbus.ActionManage, false); err == nil {
+		t.Fatal("allowed") // the caller's one line is spent on this denial
+	}
+	fake.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(s.log.String(), `by="root-only fallback"`) && time.Now().Before(deadline) {
+		if err := s.authorize(t, skdbus.ActionManage, false); err == nil {
+			t.Fatal("allowed")
+		}
+		time.Sleep(10 * time.Millisecond) // the bus notices the departure
+	}
+	for range 20 {
+		if err := s.authorize(t, skdbus.ActionManage, false); err == nil || !strings.Contains(err.Error(), "polkit is not available") {
+			t.Fatalf("without polkit: %v, want a root-only denial", err)
+		}
+	}
+	if n := strings.Count(s.log.String(), `by="root-only fallback"`); n != 1 {
+		t.Errorf("the fallback is logged %d times, want once:\n%s", n, s.log.String())
+	}
+	dbustest.StartPolkit(t, s.bus, answer(dbustest.PolkitAnswer{IsAuthorized: true}))
+	if err := s.authorize(t, skdbus.ActionManage, false); err != nil {
+		t.Fatalf("polkit back: %v", err)
+	}
+	if !strings.Contains(s.log.String(), "polkit is back") {
+		t.Errorf("polkit's return is not logged:\n%s", s.log.String())
+	}
+}
