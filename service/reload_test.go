@@ -11,14 +11,7 @@ import (
 func TestSetReconnectPolicyLoweredCapBringsAttemptsForward(t *testing.T) {
 	// Arrange: the next attempt is an hour away.
 	ts := newTestService(t, withBackoff(time.Hour, 2*time.Hour))
-	spec := specFor(t, nfsA)
-	ts.be.fail(spec.Target, opConnect, NewConnError("Unreachable", "no route"))
-	ts.manage("c1", spec)
-	eventually(t, "the first attempt failed", func() bool { return ts.status("c1").State == StateRetrying })
-	if st := ts.status("c1"); time.Until(st.NextAttempt) < 30*time.Minute {
-		t.Fatalf("NextAttempt = %v; want about an hour away", st.NextAttempt)
-	}
-	ts.be.fail(spec.Target, opConnect, nil)
+	spec := failedAnHourAgo(t, ts, "c1")
 
 	// Act
 	ts.svc.SetReconnectPolicy(ReconnectPolicy{Initial: 5 * time.Millisecond, Max: 20 * time.Millisecond})

@@ -905,14 +905,7 @@ func TestObserveFailureBeforeFirstLookIsRetried(t *testing.T) {
 func TestReconnectForcesAnAttempt(t *testing.T) {
 	// Arrange: the next attempt is an hour away.
 	ts := newTestService(t, withBackoff(time.Hour, time.Hour))
-	spec := specFor(t, nfsA)
-	ts.be.fail(spec.Target, opConnect, NewConnError("Unreachable", "no route"))
-	ts.manage("c1", spec)
-	eventually(t, "the first attempt failed", func() bool { return ts.status("c1").State == StateRetrying })
-	if st := ts.status("c1"); time.Until(st.NextAttempt) < 30*time.Minute {
-		t.Fatalf("NextAttempt = %v; want about an hour away", st.NextAttempt)
-	}
-	ts.be.fail(spec.Target, opConnect, nil)
+	spec := failedAnHourAgo(t, ts, "c1")
 
 	// Act
 	err := ts.svc.Reconnect("c1")
@@ -1852,4 +1845,21 @@ func TestStatusUnknown(t *testing.T) {
 	if ok {
 		t.Error("Status(unknown) reports it managed")
 	}
+}
+
+// failedAnHourAgo manages cid for nfsA, whose first attempt fails with the
+// next one an hour away (ts's initial backoff is an hour), then lets the
+// backend succeed: only something that brings the attempt forward
+// connects it in a test's lifetime.
+func failedAnHourAgo(t *testing.T, ts *testService, cid CID) Spec {
+	t.Helper()
+	spec := specFor(t, nfsA)
+	ts.be.fail(spec.Target, opConnect, NewConnError("Unreachable", "no route"))
+	ts.manage(cid, spec)
+	eventually(t, "the first attempt failed", func() bool { return ts.status(cid).State == StateRetrying })
+	if st := ts.status(cid); time.Until(st.NextAttempt) < 30*time.Minute {
+		t.Fatalf("NextAttempt = %v; want about an hour away", st.NextAttempt)
+	}
+	ts.be.fail(spec.Target, opConnect, nil)
+	return spec
 }
