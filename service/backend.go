@@ -73,6 +73,15 @@ type Observation struct {
 	Err *ConnError
 	// Info adds host facts to ConnectionInfo (mount point, devices...).
 	Info map[string]any
+	// Instance names the kernel object seen (a session and its block
+	// devices, say), so that the service can tell the same one from a
+	// new one; "" when the backend cannot tell.
+	Instance string
+	// Settling: not usable as seen, but only for a detail the host is
+	// known to re-create in a moment (udev re-making a by-path link after
+	// a session recovered). The service keeps a usable target usable
+	// through it for a short grace, if Instance is unchanged.
+	Settling bool
 }
 
 // HostConnection is a connection found on the host.

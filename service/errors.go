@@ -59,6 +59,9 @@ const (
 	ErrNameTimeout   = "Timeout"   // an operation passed its deadline: the outcome is uncertain
 	ErrNameNoBackend = "NoBackend" // no backend for this kind is available in this daemon
 	ErrNameLost      = "Lost"      // the connection was up and went away
+	// ErrNameBadStateFile: a state file did not load; what it may name is
+	// held (never disconnected) until it is fixed or removed.
+	ErrNameBadStateFile = "BadStateFile"
 )
 
 // connErrorOf names any error for LastError.

@@ -3,7 +3,6 @@ package service
 import (
 	"context"
 	"slices"
-	"time"
 )
 
 // Path is what the network says about the way to a target's host.
@@ -86,8 +85,7 @@ func (s *Service) pathChanged(host string, p Path) {
 		for c := range t.cids {
 			ev.CIDs = append(ev.CIDs, c)
 		}
-		if p.Usable && known && (!was.Usable || was.Link != p.Link) && !t.connected {
-			t.resetBackoff()
+		if p.Usable && known && (!was.Usable || was.Link != p.Link) && !t.actual.usable {
 			t.force = true
 			again = append(again, t)
 		}
@@ -117,49 +115,6 @@ func pathError(p Path) *ConnError {
 		name = ErrNameNoRoute
 	}
 	return NewConnError(name, "%s", p.Detail)
-}
-
-// setPathDown reports a target whose connection is there but whose path
-// is not usable: down, with the path's reason, and no attempt scheduled:
-// the path coming back pokes it. Nothing is torn down.
-func (s *Service) setPathDown(t *target, p Path) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	err := pathError(p)
-	if t.timer != nil {
-		t.timer.Stop()
-	}
-	t.nextAttempt = time.Time{}
-	if !t.connected && t.state == StateRetrying && t.lastErr != nil && t.lastErr.Error() == err.Error() {
-		return
-	}
-	if t.connected {
-		s.log.Warn("connection lost: network path down; keeping it for when the path is back",
-			"target", string(t.key), "err", err)
-	}
-	t.connected = false
-	t.connectedSince = time.Time{}
-	t.state = StateRetrying
-	t.lastErr = err
-	t.lastErrTime = s.now()
-	s.changedLocked(t)
-}
-
-// notePathDown names the path as the reason a target waiting for its next
-// attempt is down, keeping the attempt's schedule.
-func (s *Service) notePathDown(t *target, p Path) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if t.connected || (t.lastErr != nil && t.lastErr.Name == pathError(p).Name) {
-		return
-	}
-	last := "none yet"
-	if t.lastErr != nil {
-		last = t.lastErr.Error()
-	}
-	t.lastErr = NewConnError(pathError(p).Name, "%s (last attempt: %s)", p.Detail, last)
-	t.lastErrTime = s.now()
-	s.changedLocked(t)
 }
 
 // hostUsedLocked reports whether any target lives on host.

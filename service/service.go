@@ -42,8 +42,9 @@ type Options struct {
 	ObserveTimeout time.Duration
 	// HostListTimeout bounds listing host connections in List (default 2 s).
 	HostListTimeout time.Duration
-	// Now is the clock; nil means time.Now.
-	Now func() time.Time
+	// Clock is the time and the timers the service uses; nil means the
+	// wall clock.
+	Clock Clock
 }
 
 // ReconnectPolicy is exponential backoff with jitter that never gives up.
@@ -69,21 +70,12 @@ const (
 	StateDisconnecting State = "disconnecting"
 )
 
-// origin says whether storkeep may tear a target down.
-type origin int
-
-const (
-	originUnknown     origin = iota // not yet observed since it was first managed
-	originOurs                      // storkeep connects it, and disconnects it when released
-	originPreexisting               // it was there before: adopted, never torn down
-)
-
 // Service holds the desired and actual state and runs the reconciler.
 type Service struct {
 	opts  Options
 	store *Store
 	log   *slog.Logger
-	now   func() time.Time
+	clock Clock
 
 	// writeMu serializes every change of the desired state together with
 	// its write to disk, so that the disk and memory agree in order.
@@ -98,9 +90,13 @@ type Service struct {
 	// hostPaths is the last path reported for each host targets live on,
 	// for targets that come later.
 	hostPaths map[string]Path
-	bad       []BadFile
+	// holds: the state files that did not load, and what they keep
+	// from teardown (see holds.go).
+	holds holds
 	subs      map[*Subscription]struct{}
 	running   bool // Run has started the runners
+	// recheckTimer reads the bad state files again (holds.go).
+	recheckTimer Timer
 	ctx       context.Context
 	stop      context.CancelFunc
 
@@ -122,8 +118,8 @@ func New(opts Options) (*Service, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	if opts.Now == nil {
-		opts.Now = time.Now
+	if opts.Clock == nil {
+		opts.Clock = wallClock{}
 	}
 	if opts.MaxCIDs <= 0 {
 		opts.MaxCIDs = defaultMaxCIDs
@@ -142,7 +138,7 @@ func New(opts Options) (*Service, error) {
 		opts:      opts,
 		store:     opts.Store,
 		log:       opts.Logger,
-		now:       opts.Now,
+		clock:     opts.Clock,
 		cids:      make(map[CID]*cidEntry),
 		targets:   make(map[TargetKey]*target),
 		hostPaths: make(map[string]Path),
@@ -166,35 +162,12 @@ func (s *Service) load() error {
 	for _, msg := range st.Loose {
 		s.log.Error("state file is not private and could not be tightened; its secrets may be readable by others", "err", msg)
 	}
-	for _, b := range st.Bad {
-		s.log.Error("state file skipped", "path", b.Path, "err", b.Err)
-	}
-	s.bad = st.Bad
+	s.holds.set(st.Bad, s.log)
 	for _, lc := range st.CIDs {
-		t := s.targets[lc.Spec.Target]
-		if t == nil {
-			t = s.newTarget(lc.Spec)
-			s.targets[lc.Spec.Target] = t
-		} else if !t.spec.Compatible(lc.Spec) {
-			// Only a hand-edited state can get here: Manage refuses it.
-			s.log.Error("state file conflicts with another CID on the same target; managing it anyway with the first one's settings",
-				"cid", string(lc.CID), "target", string(lc.Spec.Target))
-		}
-		e := &cidEntry{cid: lc.CID, spec: lc.Spec, target: t}
-		s.cids[lc.CID] = e
-		t.cids[lc.CID] = e
+		s.loadCIDLocked(lc)
 	}
 	for _, lt := range st.Targets {
-		t := s.targets[lt.Spec.Target]
-		if t == nil {
-			// No CID refers to it: a disconnect was pending when we stopped.
-			t = s.newTarget(lt.Spec)
-			s.targets[lt.Spec.Target] = t
-		}
-		t.origin = originOurs
-		if lt.Preexisting {
-			t.origin = originPreexisting
-		}
+		s.loadTargetLocked(lt)
 	}
 	s.log.Info("state loaded", "cids", len(s.cids), "targets", len(s.targets), "bad_files", len(st.Bad))
 	return nil
@@ -231,6 +204,7 @@ func (s *Service) Run(ctx context.Context) error {
 		s.pokeLocked(t)
 	}
 	s.mu.Unlock()
+	s.recheckLoop()
 
 	select {
 	case <-ctx.Done():
@@ -239,9 +213,10 @@ func (s *Service) Run(ctx context.Context) error {
 	s.stop()
 	s.mu.Lock()
 	for _, t := range s.targets {
-		if t.timer != nil {
-			t.timer.Stop()
-		}
+		t.queue.stopTimer()
+	}
+	if s.recheckTimer != nil {
+		s.recheckTimer.Stop()
 	}
 	s.mu.Unlock()
 	s.wg.Wait()
@@ -315,13 +290,15 @@ func (s *Service) Manage(c CID, spec Spec) (created bool, err error) {
 		t = s.newTarget(spec)
 		s.targets[spec.Target] = t
 	} else if len(t.cids) == 0 {
-		// A disconnect was pending: cancel it and take the new settings.
+		// A disconnect was pending: cancel it, take the new settings, and
+		// look now.
 		t.spec = spec
-		t.resetBackoff()
+		t.force = true
 	}
 	e := &cidEntry{cid: c, spec: spec, target: t}
 	s.cids[c] = e
 	t.cids[c] = e
+	s.forgetBadLocked(s.store.cidPath(c)) // this write replaced it
 	s.publishLocked(Event{Type: EventAdded, CID: c})
 	s.changedLocked(t)
 	s.pokeLocked(t)
@@ -398,7 +375,7 @@ func (s *Service) forgetLocked(c CID) {
 		}
 	}
 	if len(t.cids) == 0 {
-		t.resetBackoff()
+		t.force = true // released: the teardown need not wait for a backoff
 	}
 	s.publishLocked(Event{Type: EventRemoved, CID: c})
 	s.changedLocked(t)
@@ -415,7 +392,6 @@ func (s *Service) Reconnect(c CID) error {
 		return fmt.Errorf("%w: %q is not managed", ErrUnknownCID, c)
 	}
 	e.target.force = true
-	e.target.resetBackoff()
 	s.pokeLocked(e.target)
 	return nil
 }
@@ -452,13 +428,13 @@ func (s *Service) Wait(ctx context.Context, c CID) error {
 			return fmt.Errorf("%w: %q is not managed", ErrUnknownCID, c)
 		}
 		t := e.target
-		if t.connected {
+		if t.actual.usable {
 			s.mu.RUnlock()
 			return nil
 		}
 		ch := t.changed
-		last := t.lastErr
-		state := t.state
+		last := t.actual.lastErr
+		state := t.actual.state
 		s.mu.RUnlock()
 		select {
 		case <-ch:

@@ -360,7 +360,7 @@ func (ts *testService) stop() {
 	}
 	ts.svc.mu.Lock()
 	for k, t := range ts.svc.targets {
-		if t.running {
+		if t.queue.running {
 			ts.t.Errorf("Run returned while the runner of %s still runs", k)
 		}
 	}
@@ -419,7 +419,7 @@ func (ts *testService) waitIdle(k TargetKey) {
 		ts.svc.mu.RLock()
 		defer ts.svc.mu.RUnlock()
 		t := ts.svc.targets[k]
-		return t == nil || (!t.running && !t.dirty)
+		return t == nil || (!t.queue.running && !t.queue.dirty)
 	})
 }
 

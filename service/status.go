@@ -2,7 +2,6 @@ package service
 
 import (
 	"context"
-	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -56,23 +55,23 @@ func (t *target) statusLocked(spec Spec) Status {
 		Kind:           spec.Kind,
 		URI:            spec.URI,
 		Target:         spec.Target,
-		Connected:      t.connected,
-		State:          t.state,
-		Preexisting:    t.origin == originPreexisting,
-		LastErrorTime:  t.lastErrTime,
-		ConnectedSince: t.connectedSince,
-		Attempts:       t.attempts,
-		NextAttempt:    t.nextAttempt,
+		Connected:      t.actual.usable,
+		State:          t.actual.state,
+		Preexisting:    t.actual.origin == originPreexisting,
+		LastErrorTime:  t.actual.errAt,
+		ConnectedSince: t.actual.since,
+		Attempts:       t.actual.attempts,
+		NextAttempt:    t.actual.next,
 	}
-	if t.lastErr != nil {
-		st.LastError = t.lastErr.Name
-		st.LastErrorMessage = t.lastErr.Err.Error()
+	if t.actual.lastErr != nil {
+		st.LastError = t.actual.lastErr.Name
+		st.LastErrorMessage = t.actual.lastErr.Err.Error()
 	}
 	info := spec.Info()
 	for k, v := range t.described {
 		info[k] = v
 	}
-	for k, v := range t.info {
+	for k, v := range t.actual.info {
 		info[k] = v
 	}
 	st.Info = info
@@ -114,17 +113,16 @@ func (s *Service) List(ctx context.Context, prefix string, withHost bool) []Stat
 		}
 		st := t.statusLocked(t.spec)
 		st.ID = "unmanaged/" + string(t.key)
+		if h := s.holdersLocked(t.key); len(h) > 0 {
+			st.LastError = ErrNameBadStateFile
+			st.LastErrorMessage = "held: no CID that loaded refers to it, but " + strings.Join(h, ", ") +
+				" did not load and may; storkeep will not disconnect it until that is fixed or removed"
+		}
 		if strings.HasPrefix(st.ID, prefix) {
 			out = append(out, st)
 		}
 	}
-	for _, b := range s.bad {
-		id := "statefile/" + filepath.Base(b.Path)
-		if strings.HasPrefix(id, prefix) {
-			out = append(out, Status{ID: id, State: StateRetrying, LastError: "BadStateFile",
-				LastErrorMessage: b.Err.Error(), Info: map[string]any{"path": b.Path}})
-		}
-	}
+	out = append(out, s.badStatusLocked(prefix)...)
 	for _, h := range host {
 		if _, ok := s.targets[h.Target]; ok || !strings.HasPrefix(h.ID, prefix) {
 			continue

@@ -241,6 +241,11 @@ type LoadedTarget struct {
 type BadFile struct {
 	Path string
 	Err  error
+	// Target is the target the file names, as far as it can still be
+	// read; "" when it is too damaged to tell (then it may name any).
+	Target TargetKey
+	// Record: the file is a target record (targets/), not a CID's.
+	Record bool
 }
 
 // Loaded is everything Load read.
@@ -274,7 +279,7 @@ func (st *Store) Load() (Loaded, error) {
 	if data, err := os.ReadFile(jpath); err == nil {
 		var j journalFile
 		if err := decodeStrict(data, &j); err != nil {
-			s.Bad = append(s.Bad, BadFile{Path: jpath, Err: err})
+			s.Bad = append(s.Bad, BadFile{Path: jpath, Err: fmt.Errorf("unmanage journal: %w", err)})
 		} else if err := st.replayJournal(jpath, j); err != nil {
 			return s, fmt.Errorf("finish interrupted unmanage: %w", err)
 		}
@@ -283,55 +288,23 @@ func (st *Store) Load() (Loaded, error) {
 	}
 
 	err := st.eachFile("cids", &s, func(path string, data []byte) error {
-		var f cidFile
-		if err := decodeStrict(data, &f); err != nil {
-			return err
+		c, err := st.decodeCID(path, data)
+		if err == nil {
+			s.CIDs = append(s.CIDs, c)
 		}
-		if f.Version != stateVersion {
-			return fmt.Errorf("unsupported version %d", f.Version)
-		}
-		c := CID(f.CID)
-		if err := ValidateCID(f.CID); err != nil {
-			return err
-		}
-		if filepath.Base(path) != hashName(f.CID) {
-			return fmt.Errorf("file name does not match CID %q: foreign file", f.CID)
-		}
-		spec, err := ParseURI(f.URI)
-		if err != nil {
-			return err
-		}
-		if f.CHAP != nil {
-			if spec.ISCSI == nil {
-				return fmt.Errorf("CHAP credentials on a %s URI", spec.Kind)
-			}
-			spec.ISCSI.CHAP = CHAP{Username: f.CHAP.Username, Password: f.CHAP.Password,
-				UsernameIn: f.CHAP.UsernameIn, PasswordIn: f.CHAP.PasswordIn}
-		}
-		s.CIDs = append(s.CIDs, LoadedCID{CID: c, Spec: spec})
-		return nil
+		return err
 	})
 	if err != nil {
 		return s, err
 	}
 	err = st.eachFile("targets", &s, func(path string, data []byte) error {
-		var f targetFile
-		if err := decodeStrict(data, &f); err != nil {
-			return err
+		t, err := st.decodeTarget(path, data)
+		if err == nil {
+			s.Targets = append(s.Targets, t)
 		}
-		if f.Version != stateVersion {
-			return fmt.Errorf("unsupported version %d", f.Version)
-		}
-		spec, err := ParseURI(f.URI)
-		if err != nil {
-			return err
-		}
-		if string(spec.Target) != f.Target || filepath.Base(path) != hashName(f.Target) {
-			return fmt.Errorf("target %q does not match its URI or file name: foreign file", f.Target)
-		}
-		s.Targets = append(s.Targets, LoadedTarget{Spec: spec, Preexisting: f.Preexisting})
-		return nil
+		return err
 	})
+	st.nameBad(&s)
 	sort.Slice(s.CIDs, func(i, j int) bool { return s.CIDs[i].CID < s.CIDs[j].CID })
 	return s, err
 }
