@@ -92,13 +92,13 @@ type Service struct {
 	hostPaths map[string]Path
 	// holds: the state files that did not load, and what they keep
 	// from teardown (see holds.go).
-	holds holds
-	subs      map[*Subscription]struct{}
-	running   bool // Run has started the runners
+	holds   holds
+	subs    map[*Subscription]struct{}
+	running bool // Run has started the runners
 	// recheckTimer reads the bad state files again (holds.go).
 	recheckTimer Timer
-	ctx       context.Context
-	stop      context.CancelFunc
+	ctx          context.Context
+	stop         context.CancelFunc
 
 	wg sync.WaitGroup // runners
 }

@@ -35,11 +35,11 @@ type target struct {
 
 func (s *Service) newTarget(spec Spec) *target {
 	t := &target{
-		key:    spec.Target,
-		spec:   spec,
-		cids:   make(map[CID]*cidEntry),
-		actual: newActual(),
-		host:   spec.Host(),
+		key:     spec.Target,
+		spec:    spec,
+		cids:    make(map[CID]*cidEntry),
+		actual:  newActual(),
+		host:    spec.Host(),
 		changed: make(chan struct{}),
 	}
 	if s.opts.Paths != nil && t.host != "" {
