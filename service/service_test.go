@@ -44,6 +44,7 @@ type fakeTarget struct {
 	present   bool
 	connected bool
 	lost      *ConnError // reported by Observe after lose
+	settling  bool       // Observe reports it settling (see settle)
 	fail      map[fakeOp]error
 	gates     map[fakeOp]*fakeGate
 	calls     []fakeOp
@@ -115,6 +116,10 @@ func (b *fakeBackend) Observe(ctx context.Context, spec Spec) (Observation, erro
 	obs := Observation{Present: ft.present, Connected: ft.connected, Err: ft.lost}
 	if ft.present {
 		obs.Info = fakeInfo(spec.Target)
+		obs.Instance = "fake"
+	}
+	if ft.settling {
+		obs.Connected, obs.Settling = false, true
 	}
 	return obs, nil
 }
@@ -132,7 +137,7 @@ func (b *fakeBackend) Connect(ctx context.Context, spec Spec) (Observation, erro
 		return Observation{}, err
 	}
 	ft.present, ft.connected, ft.lost = true, true, nil
-	return Observation{Present: true, Connected: true, Info: fakeInfo(spec.Target)}, nil
+	return Observation{Present: true, Connected: true, Info: fakeInfo(spec.Target), Instance: "fake"}, nil
 }
 
 func (b *fakeBackend) Disconnect(ctx context.Context, spec Spec) error {
@@ -289,6 +294,9 @@ func withOnlyBackends(kinds ...Kind) testConfig {
 		}
 	}
 }
+
+// withClock gives the service a clock the test moves.
+func withClock(c Clock) testConfig { return func(ts *testService) { ts.opts.Clock = c } }
 
 // notRunning leaves Run to the test (ts.start).
 func notRunning() testConfig { return func(ts *testService) { ts.autostart = false } }

@@ -82,8 +82,6 @@ type Backend struct {
 	known map[service.TargetKey]*service.ISCSISpec
 	// resolved caches the addresses of portal host names.
 	resolved map[string][]netip.Addr
-	// whole holds each target's last connected observation (smoothLinks).
-	whole map[service.TargetKey]*whole
 }
 
 func (b *Backend) sysRoot() string    { return orDefault(b.SysRoot, "/sys") }
@@ -153,7 +151,6 @@ func (b *Backend) forget(key service.TargetKey) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	delete(b.known, key)
-	delete(b.whole, key)
 }
 
 // hostAddrs returns the addresses host stands for: itself when it is an
@@ -277,8 +274,8 @@ func (b *Backend) Observe(ctx context.Context, spec service.Spec) (service.Obser
 	if !ok {
 		return service.Observation{}, nil
 	}
-	obs, st := observation(b.devRoot(), s, is.LUN)
-	return b.smoothLinks(spec.Target, s, is.LUN, obs, st, time.Now()), nil
+	obs, _ := observation(b.devRoot(), s, is.LUN)
+	return obs, nil
 }
 
 // initiatorAvailable checks that iscsiadm can be run at all.

@@ -101,7 +101,29 @@ func observation(devRoot string, s session, want int) (service.Observation, lunS
 	st, err := checkLUNs(s, want, pending)
 	obs.Err = err
 	obs.Connected = st == lunsReady
+	obs.Instance, obs.Settling = instance(s, want, st)
 	return obs, st
+}
+
+// instance names the session and the block devices of the LUNs that
+// count (want, or every disk), so that the service can tell the same
+// connection from a new one. settling: the session is logged in and every
+// such LUN has its block device; only by-path links are missing, which
+// udev re-creates on a change event (after a session recovers, say).
+func instance(s session, want int, st lunState) (id string, settling bool) {
+	var b strings.Builder
+	fmt.Fprintf(&b, "session%d", s.ID)
+	all := true
+	for _, l := range s.LUNs {
+		if !l.hasBlock() || (want >= 0 && l.LUN != want) {
+			continue
+		}
+		if l.Block == "" {
+			all = false
+		}
+		fmt.Fprintf(&b, " %d:%s", l.LUN, l.Block)
+	}
+	return b.String(), st == lunsPending && all
 }
 
 // portalString writes ADDR:PORT, with brackets around an IPv6 address.
