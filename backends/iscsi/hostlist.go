@@ -2,7 +2,6 @@ package iscsi
 
 import (
 	"context"
-	"net/netip"
 	"strconv"
 	"strings"
 
@@ -50,18 +49,11 @@ func (b *Backend) knownTarget(s session) (service.TargetKey, bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for key, is := range b.known {
-		if matches(s, is, b.cachedAddrsLocked(is.Host)) {
+		if matches(s, is, b.cachedAddrs(is.Host)) {
 			return key, true
 		}
 	}
 	return "", false
-}
-
-func (b *Backend) cachedAddrsLocked(host string) []netip.Addr {
-	if a, err := netip.ParseAddr(host); err == nil {
-		return []netip.Addr{a.Unmap()}
-	}
-	return b.resolved[host]
 }
 
 // canonicalKey is the target key the service would compute for an

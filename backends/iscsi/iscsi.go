@@ -22,13 +22,13 @@ package iscsi
 import (
 	"context"
 	"log/slog"
-	"net"
 	"net/netip"
 	"os/exec"
 	"path/filepath"
 	"sync"
 	"time"
 
+	"github.com/storkeep/storkeep/netmon"
 	"github.com/storkeep/storkeep/service"
 )
 
@@ -69,6 +69,10 @@ type Backend struct {
 	// WatchInterval is the period of the sysfs re-read that backs up the
 	// kernel's uevents in Watch (0 means 1 s).
 	WatchInterval time.Duration
+	// Resolver answers for portal host names: the daemon's one cache,
+	// shared with the path monitor; nil means a cache of the backend's own.
+	Resolver     *netmon.Resolver
+	resolverOnce sync.Once
 
 	// nodeMu serializes changes to the node database: iscsiadm's own lock
 	// only covers one call, and a record is created and then edited.
@@ -78,10 +82,8 @@ type Backend struct {
 	// known holds the targets Observe or Connect was asked about, so that
 	// the watcher can poke them and ListHost can name their sessions with
 	// the key the service uses (a DNS name, say, where sysfs shows an
-	// address). Entries go when the target is disconnected.
+	// address). Entries go when the service forgets the target (Forget).
 	known map[service.TargetKey]*service.ISCSISpec
-	// resolved caches the addresses of portal host names.
-	resolved map[string][]netip.Addr
 }
 
 func (b *Backend) sysRoot() string    { return orDefault(b.SysRoot, "/sys") }
@@ -153,46 +155,46 @@ func (b *Backend) forget(key service.TargetKey) {
 	delete(b.known, key)
 }
 
-// hostAddrs returns the addresses host stands for: itself when it is an
-// IP address; otherwise what the resolver says, cached, so that Observe
-// stays cheap after the first look.
-func (b *Backend) hostAddrs(ctx context.Context, host string) ([]netip.Addr, error) {
-	if a, err := netip.ParseAddr(host); err == nil {
-		return []netip.Addr{a.Unmap()}, nil
-	}
+// Forget drops what the backend knows of a target the service is done
+// with, disconnected or left in place (an adopted session), and the
+// answer for its portal's host name if no other target needs it.
+func (b *Backend) Forget(key service.TargetKey) {
 	b.mu.Lock()
-	addrs, ok := b.resolved[host]
-	b.mu.Unlock()
-	if ok {
-		return addrs, nil
+	is := b.known[key]
+	delete(b.known, key)
+	used := false
+	for _, o := range b.known {
+		used = used || (is != nil && o.Host == is.Host)
 	}
-	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	found, err := net.DefaultResolver.LookupNetIP(rctx, "ip", host)
+	b.mu.Unlock()
+	if is != nil && !used {
+		b.resolver().Forget(is.Host)
+	}
+}
+
+// hostAddrs returns the addresses host stands for: itself when it is an
+// IP address; otherwise the daemon's resolver's answer (cached, so that
+// Observe stays cheap after the first look, and the same answer the path
+// monitor acts on).
+func (b *Backend) hostAddrs(ctx context.Context, host string) ([]netip.Addr, error) {
+	addrs, err := b.resolver().Addrs(ctx, host)
 	if err != nil {
 		return nil, service.NewConnError(ErrPortalUnreachable, "resolve portal host %s: %v", host, err)
 	}
-	for i := range found {
-		found[i] = found[i].Unmap()
-	}
-	b.mu.Lock()
-	if b.resolved == nil {
-		b.resolved = make(map[string][]netip.Addr)
-	}
-	b.resolved[host] = found
-	b.mu.Unlock()
-	return found, nil
+	return addrs, nil
 }
 
 // cachedAddrs returns what is known of host's addresses without asking a
 // resolver.
-func (b *Backend) cachedAddrs(host string) []netip.Addr {
-	if a, err := netip.ParseAddr(host); err == nil {
-		return []netip.Addr{a.Unmap()}
-	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.resolved[host]
+func (b *Backend) cachedAddrs(host string) []netip.Addr { return b.resolver().Cached(host) }
+
+func (b *Backend) resolver() *netmon.Resolver {
+	b.resolverOnce.Do(func() {
+		if b.Resolver == nil {
+			b.Resolver = &netmon.Resolver{}
+		}
+	})
+	return b.Resolver
 }
 
 // matches reports whether s is a session of the target is names.

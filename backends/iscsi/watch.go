@@ -152,7 +152,7 @@ func (b *Backend) changedKeys(prev, cur map[uint32]watched) []service.TargetKey 
 		k, _ := canonicalKey(s)
 		add(k)
 		for key, is := range b.known {
-			if matches(s, is, b.cachedAddrsLocked(is.Host)) {
+			if matches(s, is, b.cachedAddrs(is.Host)) {
 				add(key)
 			}
 		}

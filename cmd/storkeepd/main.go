@@ -16,6 +16,7 @@ import (
 	"github.com/storkeep/storkeep/backends/iscsi"
 	"github.com/storkeep/storkeep/backends/nfs"
 	skdbus "github.com/storkeep/storkeep/dbus"
+	"github.com/storkeep/storkeep/netmon"
 	"github.com/storkeep/storkeep/policy"
 	"github.com/storkeep/storkeep/ratelog"
 	"github.com/storkeep/storkeep/service"
@@ -139,9 +140,12 @@ func run() error {
 		return fmt.Errorf("runtime directory: %w", err)
 	}
 
+	// One cache of host name answers: the path monitor refreshes the
+	// names it watches, the iSCSI backend matches sessions with them.
+	resolver := &netmon.Resolver{}
 	var paths service.PathWatcher
 	if cfg.Reconnect.FollowLinks() {
-		paths = newNetPaths(log.With("component", "netmon"))
+		paths = newNetPaths(log.With("component", "netmon"), resolver)
 	} else {
 		log.Info("link events are off (reconnect.link_events = false): only the backoff decides when to retry")
 	}
@@ -154,7 +158,7 @@ func run() error {
 		Backends: map[service.Kind]service.Backend{
 			service.KindNFS: &nfs.Backend{RuntimeDir: f.runtimeDir,
 				Log: log.With("component", "nfs")},
-			service.KindISCSI: &iscsi.Backend{Log: log.With("component", "iscsi")},
+			service.KindISCSI: &iscsi.Backend{Log: log.With("component", "iscsi"), Resolver: resolver},
 		},
 	})
 	if err != nil {

@@ -14,9 +14,10 @@ type netPaths struct {
 	*netmon.Monitor
 }
 
-func newNetPaths(log *slog.Logger) netPaths {
+func newNetPaths(log *slog.Logger, r *netmon.Resolver) netPaths {
 	return netPaths{&netmon.Monitor{
-		Log: log,
+		Log:     log,
+		Resolve: r.Refresh,
 		OnEvent: func(ev netmon.Event) {
 			if ev.Kind == "link" {
 				log.Debug("link event", "link", ev.Link, "up", ev.Up)
