@@ -223,6 +223,9 @@ func decideAttempted(in inputs) action {
 func decideRelease(in inputs) action {
 	a, s := &in.actual, in.seen
 	switch {
+	case in.held && s.err == nil && s.obs.Connected && !(a.usable && a.state == StateConnected):
+		// Kept as it is, and shown as it is.
+		return action{kind: doReport, report: reportUsable, obs: s.obs, why: "held, usable"}
 	case in.held:
 		return action{kind: doHold, why: "a state file that did not load may want it"}
 	case a.origin != originOurs:

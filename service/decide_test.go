@@ -97,6 +97,7 @@ func TestDecide(t *testing.T) {
 
 		// Holds: a state file that did not load.
 		{name: "held, ours, there: held, not torn down", in: inputs{held: true, seen: look(usable), actual: connected}, kind: doHold},
+		{name: "held, first look finds it usable: shown as it is", in: inputs{held: true, seen: look(usable), actual: ours}, kind: doReport, report: reportUsable},
 		{name: "held, ours, look failed: held", in: inputs{held: true, seen: failedLook, actual: connected}, kind: doHold},
 		{name: "held, forced: held", in: inputs{held: true, force: true, seen: look(usable), actual: connected}, kind: doHold},
 		{name: "held and wanted: kept up as usual", in: inputs{held: true, wanted: true, seen: look(broken), actual: connected}, kind: doReport, report: reportLost},

@@ -223,7 +223,7 @@ func (s *Service) badStatusLocked(prefix string) []Status {
 		msg := b.Err.Error()
 		if b.Target != "" {
 			info["held"] = string(b.Target)
-			msg += "; holds " + string(b.Target) + " (never disconnected until this file is fixed or removed)"
+			msg += "; " + string(b.Target) + " is held: never disconnected until this file is fixed or removed"
 		} else {
 			info["held"] = "all"
 			msg += "; names no target that can be read, so every disconnect is held until this file is fixed or removed"
