@@ -6,6 +6,31 @@
 // It knows nothing of D-Bus or of how a connection is made: the bus layer
 // calls its methods and listens to its events; backends (nfs, iscsi)
 // implement Backend.
+//
+// Who writes what (all under Service.mu):
+//
+//   - Desired state: Service.cids and target.cids are written by Manage,
+//     Unmanage, UnmanagePrefix and the state loader (New, Recheck) only;
+//     target.spec by the same, when the CIDs that refer to it change.
+//     Service.holds (state files that did not load) by the loader only,
+//     and by Manage when its write replaces such a file.
+//   - Requests: target.force by Reconnect, by Manage and Unmanage (a
+//     teardown cancelled or due) and by the path coming back; the pass
+//     takes it.
+//   - Actual state (target.actual: presence, usable, origin, state, last
+//     error and its time, since, attempts, backoff, next attempt, info,
+//     instance, settling) by the target's pass only, through the methods
+//     of actual (actual.go), each carrying out one outcome decide chose;
+//     at start the loader sets origin from the target records.
+//   - The path (target.path, pathKnown) by pathChanged, and by the pass
+//     when a connection proves the path misjudged.
+//   - The queue (target.queue) by pokeLocked, run and the timers (queue.go).
+//
+// decide (decide.go) is the only place that judges: given the desired
+// state, the actual state, the path and the time, it names the next step.
+// A failed or timed-out look is uncertain, never absent; nothing is torn
+// down unless no CID wants it, no state file that did not load may want
+// it, and storkeep made it.
 package service
 
 import (
@@ -415,48 +440,3 @@ func (s *Service) PokeAll() {
 		s.pokeLocked(t)
 	}
 }
-
-// Wait returns nil once cid is connected, ErrUnknownCID if it is (or
-// becomes) unmanaged, and a *WaitTimeoutError carrying the last connection
-// error when ctx is done first.
-func (s *Service) Wait(ctx context.Context, c CID) error {
-	for {
-		s.mu.RLock()
-		e, ok := s.cids[c]
-		if !ok {
-			s.mu.RUnlock()
-			return fmt.Errorf("%w: %q is not managed", ErrUnknownCID, c)
-		}
-		t := e.target
-		if t.actual.usable {
-			s.mu.RUnlock()
-			return nil
-		}
-		ch := t.changed
-		last := t.actual.lastErr
-		state := t.actual.state
-		s.mu.RUnlock()
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return &WaitTimeoutError{CID: c, State: state, Last: last}
-		}
-	}
-}
-
-// WaitTimeoutError says that a connection did not come up in time, and why.
-type WaitTimeoutError struct {
-	CID   CID
-	State State
-	Last  *ConnError
-}
-
-func (e *WaitTimeoutError) Error() string {
-	msg := fmt.Sprintf("CID %q is not connected (state %s)", e.CID, e.State)
-	if e.Last != nil {
-		msg += "; last error " + e.Last.Error()
-	}
-	return msg
-}
-
-func (e *WaitTimeoutError) Is(target error) bool { return target == ErrTimeout }

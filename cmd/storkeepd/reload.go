@@ -42,6 +42,10 @@ func (r *reloader) loop(ctx context.Context, hup <-chan os.Signal) {
 }
 
 func (r *reloader) reload() {
+	// State files that did not load are read again whatever the
+	// configuration says: fixing one and reloading is how an admin lifts
+	// its hold at once.
+	r.svc.Recheck()
 	cfg, err := service.LoadConfig(r.path, r.optional)
 	if err != nil {
 		r.log.Error("configuration not reloaded; keeping the one in use", "err", err)
