@@ -103,7 +103,7 @@ func (s *Service) pass(t *target) {
 			}
 		case doConnect:
 			s.apply(t, func(a *actual) bool { return a.attemptStarted(act.reset) })
-			cctx, cancel := context.WithTimeout(context.WithValue(s.ctx, cidsKey{}, in.cids), s.opts.OpTimeout)
+			cctx, cancel := context.WithTimeout(context.WithValue(s.ctx, cidsKey{}, s.cidsOf(t)), s.opts.OpTimeout)
 			obs, err := be.Connect(cctx, in.spec())
 			cancel()
 			if err == nil && obs.Connected && in.pathKnown && !in.path.Usable {
@@ -163,18 +163,25 @@ func (s *Service) inputs(t *target, noBackend, force bool, look *seen, result *t
 		policy:    s.opts.Reconnect,
 		now:       s.clock.Now(),
 	}, specNow: t.spec}
-	for c := range t.cids {
-		in.cids = append(in.cids, c)
-	}
-	slices.Sort(in.cids)
 	return in
+}
+
+// cidsOf returns the CIDs that refer to t, sorted, for the backend.
+func (s *Service) cidsOf(t *target) []CID {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make([]CID, 0, len(t.cids))
+	for c := range t.cids {
+		out = append(out, c)
+	}
+	slices.Sort(out)
+	return out
 }
 
 // passInputs adds to decide's inputs what carrying out its step needs.
 type passInputs struct {
 	inputs
 	specNow Spec
-	cids    []CID
 }
 
 func (p passInputs) spec() Spec { return p.specNow }
