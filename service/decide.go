@@ -231,7 +231,8 @@ func decideRelease(in inputs) action {
 	case a.origin != originOurs:
 		// Adopted (or never looked at): storkeep did not make it.
 		return action{kind: doForget, record: a.origin == originPreexisting, why: "released; not ours to tear down"}
-	case s.err == nil && !s.obs.Present:
+	case a.presence == presenceAbsent:
+		// Only a look that worked says absent; a failed one is uncertain.
 		return action{kind: doForget, record: true, why: "released; already gone"}
 	case in.force || !in.now.Before(a.next):
 		return action{kind: doDisconnect, why: "released; ours"}

@@ -25,6 +25,8 @@ func TestDecide(t *testing.T) {
 	connected := actual{origin: originOurs, state: StateConnected, usable: true, instance: "s3", info: map[string]any{"x": 1}}
 	waiting := actual{origin: originOurs, state: StateRetrying, backoff: 4 * time.Second, next: now.Add(3 * time.Second)}
 	atCap := actual{origin: originOurs, state: StateRetrying, backoff: 60 * time.Second, next: now.Add(-time.Millisecond)}
+	gone := actual{origin: originOurs, state: StateRetrying, presence: presenceAbsent}
+	uncertain := actual{origin: originOurs, state: StateRetrying, presence: presenceUncertain}
 	settlingFor := func(d time.Duration) actual {
 		a := connected
 		a.settling = now.Add(-d)
@@ -86,7 +88,8 @@ func TestDecide(t *testing.T) {
 		// Released.
 		{name: "released, ours, there: disconnect", in: inputs{seen: look(usable), actual: connected}, kind: doDisconnect},
 		{name: "released, ours, look failed: disconnect (idempotent)", in: inputs{seen: failedLook, actual: connected}, kind: doDisconnect},
-		{name: "released, ours, gone: forget with its record", in: inputs{seen: look(absent), actual: ours}, kind: doForget, record: true},
+		{name: "released, ours, gone: forget with its record", in: inputs{seen: look(absent), actual: gone}, kind: doForget, record: true},
+		{name: "released, ours, look failed after one that found it gone: uncertain, so torn down (idempotent)", in: inputs{seen: failedLook, actual: uncertain}, kind: doDisconnect},
 		{name: "released, pre-existing: never torn down", in: inputs{seen: look(usable), actual: preexisting}, kind: doForget, record: true},
 		{name: "released, never looked at: never torn down", in: inputs{seen: look(usable), actual: actual{state: StateConnecting}}, kind: doForget, record: false},
 		{name: "released, failed teardown backing off: wait", in: inputs{seen: look(usable), actual: waiting}, kind: doWait},
@@ -156,6 +159,7 @@ func TestDecideSettles(t *testing.T) {
 				for _, p := range paths {
 					for _, a := range starts {
 						in := inputs{wanted: wanted, held: held, actual: a, seen: l, path: p.p, pathKnown: p.known, policy: policy, now: now}
+						in.actual.observed(l.obs, l.err)
 						ended := false
 						for step := 0; step < maxSteps && !ended; step++ {
 							act := decide(in)
@@ -172,6 +176,7 @@ func TestDecideSettles(t *testing.T) {
 								in.tried = &tried{err: errors.New("refused")}
 							case doObserve:
 								in.seen = l
+								in.actual.observed(l.obs, l.err)
 							case doDisconnect:
 								in.tried = &tried{disconnect: true}
 							default:
