@@ -100,7 +100,7 @@ func TestUnreadableStateFileHoldsConnections(t *testing.T) {
 			t.Errorf("%s: no longer held: %s", d.name, why)
 		}
 		t.Logf("%s: held; List: %v", d.name, list(t, c))
-		if out, _ := sh(t, "journalctl", "-u", "storkeepd", "-p", "err", "--since", "-1min", "-o", "cat"); !strings.Contains(out, "held") {
+		if out, _ := sh(t, "journalctl", "-u", "storkeepd", "-p", "err", "--since", "-1min", "-o", "cat"); !strings.Contains(out, "did not load") {
 			t.Errorf("%s: no error-level line about the hold in the journal:\n%s", d.name, out)
 		}
 
