@@ -13,7 +13,7 @@ import (
 // authenticated yet.
 func newBusConn(nc net.Conn) (*godbus.Conn, *replySwapper, *busFilter, error) {
 	f := newBusFilter(nc)
-	sw := &replySwapper{Conn: f, pending: make(map[replyKey]swapped)}
+	sw := newReplySwapper(f)
 	conn, err := godbus.NewConn(sw)
 	if err != nil {
 		return nil, nil, nil, err

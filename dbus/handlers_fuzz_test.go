@@ -75,6 +75,7 @@ type rawPeer struct {
 	r        *bufio.Reader
 	serial   uint32
 	stateDir string
+	conn     *Conn // the Server's end, for startPeerServer
 	allow    atomic.Bool
 	last     atomic.Pointer[AuthRequest] // the last question to the authorizer
 }
@@ -111,6 +112,7 @@ func startPeerServer(tb testing.TB) *rawPeer {
 func startPeerServerWith(tb testing.TB, lim Limits) *rawPeer {
 	tb.Helper()
 	p, c := startPeer(tb)
+	p.conn = c
 	store, _, err := service.OpenStore(p.stateDir)
 	if err != nil {
 		tb.Fatal(err)

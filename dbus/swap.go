@@ -1,26 +1,43 @@
 package dbus
 
 import (
+	"bytes"
 	"fmt"
 	"net"
-	"os"
-	"strings"
 	"sync"
-
-	godbus "github.com/godbus/dbus/v5"
 )
 
-// replySwapper sits between godbus and the bus socket. A handler whose
-// reply is too big for godbus's encoder encodes it itself, registers it,
-// and returns a small placeholder; when godbus writes the placeholder
-// reply, the swapper writes the registered message instead, with the
-// serial godbus chose. godbus writes each message with a single Write.
+// replySwapper sits between godbus and the bus socket. godbus encodes by
+// reflection, encodes every reply twice (once to count file descriptors)
+// and copies each nested array once per level: a 10,000-entry List took
+// about a second of daemon CPU, and godbus has no way to send a body it did
+// not encode. So a handler with a big reply encodes it itself (wire.go),
+// registers it, and returns an empty placeholder; when godbus writes the
+// placeholder reply, the swapper writes the registered message instead,
+// with the serial godbus chose.
+//
+// The swapper cuts the outgoing stream into messages itself (the fixed
+// header of each says how long it is), so it does not depend on how godbus
+// cuts its writes. godbus v5.2.4 writes each message with one Write
+// (message.go, EncodeToWithFDs), which passes on without a copy.
 type replySwapper struct {
 	net.Conn
 
 	mu      sync.Mutex // guards pending
 	pending map[replyKey]swapped
+
+	// Only Write touches these; wmu keeps writers in turn (godbus does too).
+	wmu   sync.Mutex
+	began bool   // the client wrote BEGIN: from here on, messages
+	head  []byte // the start of a message too short to decide on yet
+	pass  int    // bytes of the current message still to pass on
+	drop  int    // bytes of the current placeholder still to drop
+	err   error  // the stream is out of step: every Write fails
 }
+
+// maxSwappedBodySize bounds a body the swapper sends: with its header it
+// must stay within maxMessageSize, the longest message D-Bus allows.
+const maxSwappedBodySize = maxMessageSize - 4096
 
 type replyKey struct {
 	dest   string
@@ -32,146 +49,159 @@ type swapped struct {
 	body      []byte
 }
 
+func newReplySwapper(c net.Conn) *replySwapper {
+	return &replySwapper{Conn: c, pending: make(map[replyKey]swapped)}
+}
+
 // register makes the reply to the call with serial from dest carry body.
+// The caller registers only a reply godbus is about to write (the call
+// wants one, and names its sender), so every entry is taken by the
+// placeholder's Write or goes with the connection.
 func (r *replySwapper) register(dest string, serial uint32, signature string, body []byte) {
 	r.mu.Lock()
 	r.pending[replyKey{dest, serial}] = swapped{signature, body}
 	r.mu.Unlock()
 }
 
-// forget drops a registration whose placeholder will never be written.
-func (r *replySwapper) forget(dest string, serial uint32) {
+// take removes and returns the registration for a reply, if any.
+func (r *replySwapper) take(dest string, serial uint32) (swapped, bool) {
 	r.mu.Lock()
-	delete(r.pending, replyKey{dest, serial})
-	r.mu.Unlock()
+	defer r.mu.Unlock()
+	k := replyKey{dest, serial}
+	sw, ok := r.pending[k]
+	if ok {
+		delete(r.pending, k)
+	}
+	return sw, ok
 }
 
+func (r *replySwapper) anyPending() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.pending) > 0
+}
+
+// Write passes the authentication exchange on, then the messages in p,
+// whole or in pieces, each as it is or swapped. It consumes all of p
+// unless the socket fails.
 func (r *replySwapper) Write(p []byte) (int, error) {
-	r.mu.Lock()
-	if len(r.pending) == 0 {
-		r.mu.Unlock()
-		return r.Conn.Write(p)
-	}
-	var (
-		sw  swapped
-		hit bool
-		h   replyHeader
-	)
-	if hh, ok := parseReplyHeader(p); ok {
-		h = hh
-		k := replyKey{h.dest, h.replySerial}
-		if sw, hit = r.pending[k]; hit {
-			delete(r.pending, k)
+	r.wmu.Lock()
+	defer r.wmu.Unlock()
+	if !r.began {
+		if !bytes.HasPrefix(p, []byte("BEGIN\r\n")) {
+			return r.Conn.Write(p)
 		}
+		if _, err := r.Conn.Write(p[:7]); err != nil {
+			return 0, err
+		}
+		r.began = true
+		n, err := r.writeMessages(p[7:])
+		return 7 + n, err
 	}
-	r.mu.Unlock()
-	if !hit {
-		return r.Conn.Write(p)
-	}
-	msg, err := replyMessage(h.serial, h.replySerial, h.flags, h.dest, sw.signature, sw.body)
-	if err != nil {
-		return r.Conn.Write(p) // the placeholder is still a valid reply
-	}
-	if _, err := r.Conn.Write(msg); err != nil {
-		return 0, err
-	}
-	return len(p), nil
+	return r.writeMessages(p)
 }
 
-// Dial connects to a bus: "system", "session", or a D-Bus address such as
-// unix:path=/run/x. The connection is authenticated and has said Hello.
-func Dial(bus string) (*godbus.Conn, error) {
-	c, err := Connect(bus)
-	if err != nil {
-		return nil, err
+// writeMessages is Write once messages have begun.
+func (r *replySwapper) writeMessages(p []byte) (n int, err error) {
+	if r.err != nil {
+		return 0, r.err
 	}
-	return c.Conn, nil
-}
-
-// Connect connects to a bus: "system", "session", or a D-Bus address such
-// as unix:path=/run/x. The connection is authenticated and has said Hello.
-func Connect(bus string) (*Conn, error) {
-	addr := bus
-	switch bus {
-	case "system":
-		addr = os.Getenv("DBUS_SYSTEM_BUS_ADDRESS")
-		if addr == "" {
-			addr = "unix:path=/var/run/dbus/system_bus_socket"
-		}
-	case "session":
-		addr = os.Getenv("DBUS_SESSION_BUS_ADDRESS")
-		if addr == "" {
-			return nil, fmt.Errorf("session bus: DBUS_SESSION_BUS_ADDRESS is not set")
-		}
-	}
-	var lastErr error
-	for _, a := range strings.Split(addr, ";") {
-		nc, err := dialUnix(a)
-		if err != nil {
-			lastErr = err
-			continue
-		}
-		conn, sw, f, err := newBusConn(nc)
-		if err == nil {
-			if err = conn.Auth(nil); err == nil {
-				err = conn.Hello()
+	for n < len(p) {
+		q := p[n:]
+		switch {
+		case r.pass > 0:
+			k := min(r.pass, len(q))
+			if _, err := r.Conn.Write(q[:k]); err != nil {
+				return n, err
 			}
+			r.pass -= k
+			n += k
+		case r.drop > 0:
+			k := min(r.drop, len(q))
+			r.drop -= k
+			n += k
+		case len(r.head) == 0 && len(q) >= r.need(q):
+			// The usual case: a message's header is in one piece.
+			if err := r.decide(q); err != nil {
+				return n, err
+			}
+		default:
+			k := min(r.need(r.head)-len(r.head), len(q))
+			r.head = append(r.head, q[:k]...)
+			n += k
+			if len(r.head) < r.need(r.head) {
+				continue
+			}
+			if err := r.decide(r.head); err != nil {
+				return n, err
+			}
+			// The head is consumed already: pass it on or drop it.
+			if r.pass > 0 {
+				if _, err := r.Conn.Write(r.head); err != nil {
+					return n, err
+				}
+				r.pass -= len(r.head)
+			} else {
+				r.drop -= len(r.head)
+			}
+			r.head = r.head[:0]
 		}
-		if err != nil {
-			nc.Close()
-			lastErr = fmt.Errorf("%s: %w", a, err)
-			continue
-		}
-		return &Conn{Conn: conn, swap: sw, filter: f}, nil
 	}
-	if lastErr == nil {
-		lastErr = fmt.Errorf("no address")
-	}
-	return nil, fmt.Errorf("connect to bus %s: %w", bus, lastErr)
+	return n, nil
 }
 
-// dialUnix dials a unix:path= or unix:abstract= address.
-func dialUnix(addr string) (net.Conn, error) {
-	rest, ok := strings.CutPrefix(addr, "unix:")
+// need returns how much of the message starting with b it takes to decide
+// on it: the fixed header, and the header fields of a method return while
+// a swap is registered (registration comes before godbus writes the
+// reply, so it cannot appear in the middle of its message).
+func (r *replySwapper) need(b []byte) int {
+	if len(b) < 16 || b[1] != msgMethodReturn || !r.anyPending() {
+		return 16
+	}
+	if _, err := messageLength(b[:16]); err != nil {
+		return 16 // decide reports it
+	}
+	order, _ := byteOrder(b[0])
+	return 16 + int(order.Uint32(b[12:]))
+}
+
+// decide reads the header at the start of b, a message or its beginning
+// with need(b) bytes, and sets pass to the message's length, or writes
+// the registered reply in its place and sets drop.
+func (r *replySwapper) decide(b []byte) error {
+	total, err := messageLength(b[:16])
+	if err != nil {
+		r.err = fmt.Errorf("write to bus: out of step with the messages godbus writes: %w", err)
+		return r.err
+	}
+	r.pass = total
+	need := r.need(b)
+	if need == 16 || len(b) < need {
+		return nil // not a reply, or none registered when it began
+	}
+	h, err := parseHeader(b[:need])
+	if err != nil {
+		return nil // not ours to judge: the bus will
+	}
+	rs, ok := h.fields[fieldReplySerial]
+	if !ok || rs.t != 'u' {
+		return nil
+	}
+	sw, ok := r.take(h.str(fieldDestination), uint32(rs.n))
 	if !ok {
-		return nil, fmt.Errorf("address %q: only unix: addresses are supported", addr)
+		return nil
 	}
-	for _, kv := range strings.Split(rest, ",") {
-		k, v, _ := strings.Cut(kv, "=")
-		v, err := unescapeAddrValue(v)
-		if err != nil {
-			return nil, fmt.Errorf("address %q: %w", addr, err)
-		}
-		switch k {
-		case "path":
-			return net.Dial("unix", v)
-		case "abstract":
-			return net.Dial("unix", "@"+v)
-		}
+	hdr, err := replyHeader(h.serial, uint32(rs.n), h.flags, h.str(fieldDestination), sw.signature, len(sw.body))
+	if err != nil {
+		return nil // the placeholder is still a valid reply
 	}
-	return nil, fmt.Errorf("address %q has neither path= nor abstract=", addr)
-}
-
-// unescapeAddrValue undoes the %xx escaping of D-Bus address values.
-func unescapeAddrValue(v string) (string, error) {
-	if !strings.Contains(v, "%") {
-		return v, nil
+	// Two writes: the header and the body, which is not copied again.
+	if _, err := r.Conn.Write(hdr); err != nil {
+		return err
 	}
-	var b strings.Builder
-	for i := 0; i < len(v); i++ {
-		if v[i] != '%' {
-			b.WriteByte(v[i])
-			continue
-		}
-		if i+2 >= len(v) {
-			return "", fmt.Errorf("bad escape in %q", v)
-		}
-		var c byte
-		if _, err := fmt.Sscanf(v[i+1:i+3], "%02x", &c); err != nil {
-			return "", fmt.Errorf("bad escape in %q", v)
-		}
-		b.WriteByte(c)
-		i += 2
+	if _, err := r.Conn.Write(sw.body); err != nil {
+		return err
 	}
-	return b.String(), nil
+	r.pass, r.drop = 0, total
+	return nil
 }
