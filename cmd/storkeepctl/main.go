@@ -162,6 +162,9 @@ func (c *cli) run(ctx context.Context, args []string) int {
 	if name == "help" {
 		return c.help(args)
 	}
+	if name == completeCIDsCommand {
+		return c.completeCIDs(ctx, args)
+	}
 	cmd, ok := lookupCommand(name)
 	if !ok {
 		return c.fail("", usageError{fmt.Sprintf("unknown command %q", name)})
