@@ -272,3 +272,35 @@ func TestCompleteCIDs(t *testing.T) {
 		t.Errorf("__complete-cids without a bus: %d %q %q", code, out, errOut)
 	}
 }
+
+// TestManPageKnowsEveryCommandAndFlag checks man/storkeepctl.1: each
+// command is an item of COMMANDS, each of its flags is on that item, and
+// each global flag is an item of OPTIONS.
+func TestManPageKnowsEveryCommandAndFlag(t *testing.T) {
+	page := strings.ReplaceAll(readScript(t, "../../man/storkeepctl.1"), `\-`, "-")
+	perCmd, global := knownFlags()
+	items := map[string]string{} // command -> its .TP item, up to the next
+	for _, chunk := range strings.Split(page, "\n.TP\n")[1:] {
+		chunk, _, _ = strings.Cut(chunk, "\n.SH")
+		if m := regexp.MustCompile(`^\.B ([a-z]+)\b`).FindStringSubmatch(chunk); m != nil {
+			items[m[1]] += chunk
+		}
+	}
+	for _, cmd := range append(commands(), command{name: "help"}) {
+		body, ok := items[cmd.name]
+		if !ok {
+			t.Errorf("storkeepctl.1 describes no command %s", cmd.name)
+			continue
+		}
+		for _, f := range keys(perCmd[cmd.name]) {
+			if !strings.Contains(body, "--"+f) {
+				t.Errorf("storkeepctl.1: %s does not describe --%s", cmd.name, f)
+			}
+		}
+	}
+	for _, f := range keys(global) {
+		if !regexp.MustCompile(`(?m)^\.BI? --` + f + ` `).MatchString(page) {
+			t.Errorf("storkeepctl.1 describes no global flag --%s", f)
+		}
+	}
+}
