@@ -106,7 +106,7 @@ fuzz:
 deb: deps
 	deb=$$(GO='$(GO)' bash packaging/build-deb.sh '$(VERSION)' dist | tail -n 1); \
 	echo "deb: $$deb"; \
-	lintian --fail-on error --info "$${deb%.deb}.changes"
+	lintian --fail-on error --display-info "$${deb%.deb}.changes"
 
 # The README's first command: storkeep's main job against real targets in
 # the test host (NFS and iSCSI behind veth links, a link failure and the
