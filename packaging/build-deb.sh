@@ -14,8 +14,9 @@
 # directory, since dpkg-buildpackage writes beside the tree it builds.
 # The Go modules are vendored into that copy (go mod vendor: from the module
 # cache, or through GOPROXY), so the source package holds them. OUTDIR gets
-# the .deb, the source package (.dsc, .tar.xz), .buildinfo and .changes;
-# the .deb's path is printed on the last line.
+# the .deb, the source package (.dsc, .tar.xz), .buildinfo and .changes,
+# and dpkg-buildpackage's log (shown only when it fails); the .deb's path is
+# printed on the last line.
 #
 # Environment:
 #   GO   the go command (default: go); debian/rules uses it, so a Go from
@@ -88,7 +89,11 @@ fi
 
 # The Go modules go into the source package (vendor/), so that it is whole
 # and builds offline; the repository itself vendors nothing.
-(cd "$src" && GOFLAGS=-mod=mod "$GO" mod vendor) >&2
+if ! out=$(cd "$src" && GOFLAGS=-mod=mod "$GO" mod vendor 2>&1); then
+	printf '%s\n' "$out" >&2
+	echo "build-deb: go mod vendor failed" >&2
+	exit 1
+fi
 
 if [ "$pkgversion" != "$base" ]; then
 	date=$(git -C "$top" log -1 --format=%cD 2>/dev/null || date -R)
@@ -101,13 +106,18 @@ if [ "$pkgversion" != "$base" ]; then
 	} >"$src/debian/changelog"
 fi
 
-echo "build-deb: dpkg-buildpackage $pkgversion for $arch with $("$GO" version)" >&2
-(
+log=$outdir/storkeep_${pkgversion}_build.log
+echo "build-deb: dpkg-buildpackage $pkgversion for $arch with $("$GO" version) (log: $log)" >&2
+if ! (
 	cd "$src"
 	export GO STORKEEP_VERSION=$version
 	export DEB_BUILD_OPTIONS="nocheck${DEB_BUILD_OPTIONS:+ $DEB_BUILD_OPTIONS}"
-	dpkg-buildpackage -us -uc -d -Pnocheck --build=source,binary >&2
-)
+	dpkg-buildpackage -us -uc -d -Pnocheck --build=source,binary
+) >"$log" 2>&1; then
+	tail -n 60 "$log" >&2
+	echo "build-deb: dpkg-buildpackage failed; the whole log: $log" >&2
+	exit 1
+fi
 
 shopt -s nullglob
 files=("$work"/storkeep_"$pkgversion"*)
