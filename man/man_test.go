@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package man holds the manual pages (roff, no build step). Its tests keep
 // them true to the code: every flag of storkeepd and every configuration
 // key must be described, and each page must pass mandoc's lint.

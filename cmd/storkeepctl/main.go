@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Command storkeepctl talks to storkeepd over D-Bus: it manages and
 // unmanages storage connections, lists and shows them, waits for them and
 // follows their changes.

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Command storkeep-busxml writes the introspection data of each interface
 // of storkeep's D-Bus API into DIR as "<interface>.xml", the form
 // /usr/share/dbus-1/interfaces/ holds. The package build runs it, so the
