@@ -12,10 +12,12 @@ LDFLAGS := -X main.version=$(VERSION)
 # (golang/go#75804).
 FUZZTIME ?= 500000x
 
-# The tests start private dbus-daemons and use gdbus and busctl.
-DEPS_TOOLS := dbus-daemon dbus-send gdbus busctl
+# The tests start private dbus-daemons and use gdbus and busctl; the
+# package (make deb, make e2e, make demo) is built by dpkg-buildpackage
+# with debhelper, and checked with lintian and mandoc.
+DEPS_TOOLS := dbus-daemon dbus-send gdbus busctl dpkg-buildpackage dh lintian mandoc
 # Debian package of each tool, in the same order.
-DEPS_PKGS := dbus dbus libglib2.0-bin systemd
+DEPS_PKGS := dbus dbus libglib2.0-bin systemd dpkg-dev debhelper lintian mandoc
 
 .PHONY: all build test test-unit test-fast testhost e2e deps bench bench-local bench-host fuzz deb demo demo-bus clean
 
@@ -48,7 +50,7 @@ E2E_DIR ?= dist/e2e
 # Builds the .deb and the suite, boots the test host, installs the package
 # there and runs the suite against the packaged service. A subset:
 # `make e2e STORKEEP_E2E_RUN=NFS` (a go test -run pattern).
-e2e:
+e2e: deps
 	rm -rf $(E2E_DIR) && mkdir -p $(E2E_DIR)
 	GO='$(GO)' bash packaging/build-deb.sh '$(VERSION)' $(E2E_DIR)/deb >/dev/null
 	cp $(E2E_DIR)/deb/storkeep_*.deb $(E2E_DIR)/storkeep.deb
@@ -97,15 +99,21 @@ fuzz:
 	done <<<"$$pkgs"; \
 	[ "$$found" = 1 ] || echo "fuzz: no fuzz targets found"
 
-deb:
-	GO='$(GO)' bash packaging/build-deb.sh '$(VERSION)' dist
+# The Debian package, from debian/ (dpkg-buildpackage; README "Packaging"),
+# into dist/: the .deb, the source package and the .changes, which lintian
+# then checks (it fails on an error; each remaining warning is in the
+# README).
+deb: deps
+	deb=$$(GO='$(GO)' bash packaging/build-deb.sh '$(VERSION)' dist | tail -n 1); \
+	echo "deb: $$deb"; \
+	lintian --fail-on error --display-info "$${deb%.deb}.changes"
 
 # The README's first command: storkeep's main job against real targets in
 # the test host (NFS and iSCSI behind veth links, a link failure and the
 # reconnect). `make demo-bus` is a shorter walk on a private bus, with no
 # storage.
 DEMO_DIR := dist/demo
-demo:
+demo: deps
 	rm -rf $(DEMO_DIR) && mkdir -p $(DEMO_DIR)
 	GO='$(GO)' bash packaging/build-deb.sh '$(VERSION)' $(DEMO_DIR)/deb >/dev/null
 	cp $(DEMO_DIR)/deb/storkeep_*.deb $(DEMO_DIR)/storkeep.deb

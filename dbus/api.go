@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package dbus puts the storkeep service on the bus: the manager object, one
 // object per connection ID (CID), the ObjectManager, and the error names.
 //

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 package dbus
 
 // What a method call may ask for, and how its arguments are checked and

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 package dbus
 
 // The frame of every D-Bus message: its fixed header, which says how long

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 package dbus
 
 import (
@@ -44,7 +46,7 @@ const (
     </signal>
   </interface>
 `
-	managerXML = `  <interface name="org.freedesktop.DBus.ObjectManager">
+	objectManagerXML = `  <interface name="org.freedesktop.DBus.ObjectManager">
     <method name="GetManagedObjects">
       <arg type="a{oa{sa{sv}}}" name="object_paths_interfaces_and_properties" direction="out"/>
     </method>
@@ -57,7 +59,8 @@ const (
       <arg type="as" name="interfaces"/>
     </signal>
   </interface>
-  <interface name="org.storkeep.StorKeep1.Manager">
+`
+	managerIfaceXML = `  <interface name="org.storkeep.StorKeep1.Manager">
     <method name="Manage">
       <arg type="s" name="uri" direction="in"/>
       <arg type="s" name="cid" direction="in"/>
@@ -149,7 +152,8 @@ func (i introspectable) Introspect(msg godbus.Message) (string, *godbus.Error) {
 	switch {
 	case path == RootPath:
 		b.WriteString(standardXML)
-		b.WriteString(managerXML)
+		b.WriteString(objectManagerXML)
+		b.WriteString(managerIfaceXML)
 		b.WriteString("  <node name=\"connection\"/>\n")
 	case path == RootPath+"/connection":
 		b.WriteString(standardXML)

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package netmon follows the kernel's network state (links, addresses and
 // routes, through rtnetlink) and tells, for each host it is asked to
 // watch, which link the kernel would send packets to it through and

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package policy decides who may change what storkeep manages: it finds out
 // who is calling over the bus and answers the bus layer's Authorize calls,
 // by asking polkit (Polkit) or by allowing root alone (RootOnly). Reading

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package ratelog keeps a caller from flooding the daemon's log. Every
 // local user may call the daemon, and each refused or malformed call is
 // worth a line, but a user who sends a thousand of them must not write a

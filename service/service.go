@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package service is the heart of storkeep: the connection IDs (CIDs) that
 // clients registered (the desired state), the real connections on the host
 // they map to (targets, the actual state), and the reconciler that closes

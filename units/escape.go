@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package units names and describes the systemd units storkeep creates:
 // one mount unit per NFS target.
 package units

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package iscsi makes iscsi:// connections: one iSCSI session per
 // (portal address, port, target IQN, tpgt, iface) target, logged in with
 // iscsiadm and observed in sysfs.

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package nfs makes nfs:// connections: one systemd mount unit per
 // (server, port, export) target, mounted at a mount point of its own under
 // the daemon's runtime directory.

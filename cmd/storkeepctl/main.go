@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Command storkeepctl talks to storkeepd over D-Bus: it manages and
 // unmanages storage connections, lists and shows them, waits for them and
 // follows their changes.
@@ -161,6 +163,9 @@ func (c *cli) run(ctx context.Context, args []string) int {
 	name, args := args[0], args[1:]
 	if name == "help" {
 		return c.help(args)
+	}
+	if name == completeCIDsCommand {
+		return c.completeCIDs(ctx, args)
 	}
 	cmd, ok := lookupCommand(name)
 	if !ok {

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 package main
 
 // Benchmarks over a private bus, with the real daemon holding 10,000 CIDs.

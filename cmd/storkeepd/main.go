@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Command storkeepd is the storkeep daemon: it owns org.storkeep.StorKeep1
 // on the bus and keeps the storage connections it is told to manage alive.
 package main

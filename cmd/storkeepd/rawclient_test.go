@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 package main
 
 // A minimal D-Bus client for benchmarks: it sends one method call and reads

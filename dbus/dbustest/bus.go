@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package dbustest starts private dbus-daemons for tests: a real bus with
 // the system bus's rules (anyone may connect, the daemon authorizes), on a
 // socket of its own, so tests need neither systemd nor the host's bus.

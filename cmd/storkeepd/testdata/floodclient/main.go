@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Command floodclient is a hostile, unprivileged client for storkeepd's
 // component tests (TestTenThousandUnprivilegedCalls): it sends many
 // changing calls with hostile arguments over one connection, a few at a

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Command waitclient holds Connection.Wait calls open for storkeepd's
 // component tests (waits_test.go), as an unprivileged user would: it opens
 // -conns bus connections, sends -per Waits of -timeout on each without
