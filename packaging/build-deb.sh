@@ -105,12 +105,28 @@ fi
 
 # Configuration, units, bus files and polkit actions.
 install -m 0644 "$here/storkeepd.service" "$root/lib/systemd/system/storkeepd.service"
+# Boot ordering: what a VM's unit or libvirt-guests.service orders itself
+# after (static units: pulled in by what needs them, never enabled).
+install -m 0644 "$here/storkeep-wait-online.service" "$root/lib/systemd/system/storkeep-wait-online.service"
+install -m 0644 "$here/storkeep-wait-online@.service" "$root/lib/systemd/system/storkeep-wait-online@.service"
 install -m 0644 "$here/org.storkeep.StorKeep1.conf" "$root/usr/share/dbus-1/system.d/org.storkeep.StorKeep1.conf"
 install -m 0644 "$here/org.storkeep.StorKeep1.service" "$root/usr/share/dbus-1/system-services/org.storkeep.StorKeep1.service"
 install -m 0644 "$here/storkeep.toml" "$root/etc/storkeep/storkeep.toml"
 # polkit reads its actions from here; without polkit the file is inert and
 # only root may change anything.
 install -m 0644 "$here/org.storkeep.StorKeep1.policy" "$root/usr/share/polkit-1/actions/org.storkeep.StorKeep1.policy"
+
+# Examples for admins and client authors: a polkit rule that delegates a
+# CID prefix, a libvirt-guests drop-in, and D-Bus clients in Python and Go.
+examples=(
+	50-storkeep-prefix.rules
+	libvirt-guests-storkeep.conf
+	python/storkeep_client.py
+	go/vmstorage/main.go
+)
+for f in "${examples[@]}"; do
+	install -D -m 0644 "$here/examples/$f" "$root/usr/share/doc/storkeep/examples/$f"
+done
 
 # Copyright: the project's LICENSE when it has one.
 {
