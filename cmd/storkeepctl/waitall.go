@@ -216,7 +216,7 @@ func (w *waitSet) done() string {
 	if w.total == 0 {
 		return "no " + w.what() + ": nothing to wait for"
 	}
-	return fmt.Sprintf("%d %s: all connected", w.total, w.what())
+	return fmt.Sprintf("%s: all %d connected", w.what(), w.total)
 }
 
 // waitTimedOut names the CIDs still not connected, each with where it
@@ -238,8 +238,8 @@ func (c *cli) waitTimedOut(w *waitSet, timeout time.Duration) error {
 		}
 		fmt.Fprintf(c.stderr, "storkeepctl: wait: %s: not connected%s\n", escapeText(cid), waitingWhy(entries[cid]))
 	}
-	return dbus.Error{Name: skdbus.ErrorTimeout, Body: []any{fmt.Sprintf("%d of %d %s were not connected within %v",
-		len(cids), w.total, w.what(), timeout)}}
+	return dbus.Error{Name: skdbus.ErrorTimeout, Body: []any{fmt.Sprintf("%s: %d of %d not connected within %v",
+		w.what(), len(cids), w.total, timeout)}}
 }
 
 // waitingWhy is ": STATE, LASTERROR: MESSAGE" for a CID's status, or "".

@@ -139,7 +139,7 @@ func TestWaitAllUntilConnected(t *testing.T) {
 	f.set("vm2-disk", false) // still down: no change
 	f.set("vm2-disk", true)
 	r := awaitResult(t, done)
-	if r.code != 0 || r.stdout != "3 managed CIDs: all connected\n" || r.stderr != "" {
+	if r.code != 0 || r.stdout != "managed CIDs: all 3 connected\n" || r.stderr != "" {
 		t.Fatalf("wait --all: %+v", r)
 	}
 }
@@ -158,7 +158,7 @@ func TestWaitPrefixTimesOut(t *testing.T) {
 	_, addr := startListFake(t, map[string]bool{"a-1": true, "a-2": false, "b-1": false})
 	r := awaitResult(t, runCtlAsync(addr, "wait", "--prefix", "a-", "--timeout", "300ms"))
 	want := "storkeepctl: wait: a-2: not connected: retrying, ServerUnreachable: no answer\n" +
-		"storkeepctl: wait: 1 of 2 managed CIDs starting with a- were not connected within 300ms (Timeout)\n"
+		"storkeepctl: wait: managed CIDs starting with a-: 1 of 2 not connected within 300ms (Timeout)\n"
 	if r.code != exitTimeout || r.stdout != "" || r.stderr != want {
 		t.Fatalf("wait --prefix a- with a-2 down: %+v\nwant stderr:\n%s", r, want)
 	}

@@ -21,7 +21,7 @@ func TestWaitAllAgainstDaemon(t *testing.T) {
 	}
 	out, errOut, code := d.ctl(t, "wait", "--prefix", "vm1-", "--timeout", "1s")
 	if code != 4 || out != "" || !strings.Contains(errOut, "storkeepctl: wait: vm1-disk: not connected: ") ||
-		!strings.HasSuffix(errOut, "1 of 1 managed CIDs starting with vm1- were not connected within 1s (Timeout)\n") {
+		!strings.HasSuffix(errOut, "managed CIDs starting with vm1-: 1 of 1 not connected within 1s (Timeout)\n") {
 		t.Fatalf("wait --prefix vm1- with vm1-disk down: exit %d\n%s%s", code, out, errOut)
 	}
 	if out, errOut, code := d.ctl(t, "wait", "--prefix", "vm2-", "--timeout", "1s"); code != 0 {
