@@ -164,8 +164,8 @@ const (
 	bootStateDir = "/var/lib/storkeep-e2e"
 	bootCID      = "e2e-boot-disk"
 	bootExport   = "/srv/e2e-boot"
-	// The storage answers this long after its unit starts: later than
-	// storkeepd and storkeep-wait-online.service start at boot.
+	// The storage starts coming up this long after storkeepd has started
+	// at boot (and storkeep-wait-online.service with it).
 	bootStorageDelay = "10"
 )
 
@@ -201,6 +201,9 @@ exportfs -ra
 		"/usr/local/sbin/e2e-late-storage": storage,
 		"/etc/systemd/system/e2e-late-storage.service": `[Unit]
 Description=storkeep e2e: NFS storage that answers late at boot
+# Late after storkeepd, which storkeep-wait-online.service starts after:
+# so the wait begins before the storage comes up, however slow the boot.
+After=storkeepd.service
 
 [Service]
 Type=oneshot
