@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"sync/atomic"
 
 	godbus "github.com/godbus/dbus/v5"
@@ -139,6 +141,11 @@ func (p *Polkit) Authorize(ctx context.Context, req skdbus.AuthRequest) error {
 		return fmt.Errorf("%w for %s: could not identify the caller: %v", skdbus.ErrNotAuthorized, req.Action, err)
 	}
 	log := p.Log.With("action", req.Action, "uid", c.UID, "pid", c.PID)
+	// What the call acts on, as polkit is told (cid=..., host=...): what
+	// a rule decided on is in the log with the decision.
+	for _, k := range slices.Sorted(maps.Keys(req.Details)) {
+		log = log.With(k, req.Details[k])
+	}
 	deny := func(args ...any) {
 		p.Refused.Log(ctx, log, skdbus.CallerKey(c.UID), slog.LevelWarn, "denied", args...)
 	}

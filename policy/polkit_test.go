@@ -124,6 +124,10 @@ func TestPolkitGetsDetails(t *testing.T) {
 	if len(asked) != 2 || fmt.Sprint(asked[1].Details) != fmt.Sprint(want) {
 		t.Errorf("polkit was asked %+v, want details %v last", asked, want)
 	}
+	if out := s.log.String(); !strings.Contains(out, "cid=tenant1-disk host=filer kind=nfs by=polkit result=authorized") ||
+		!strings.Contains(out, "cid=tenant2-disk host=filer kind=nfs by=polkit result=denied") {
+		t.Errorf("the decisions are not logged with what the calls act on:\n%s", out)
+	}
 }
 
 func TestPolkitDenials(t *testing.T) {
