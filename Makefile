@@ -18,6 +18,9 @@ FUZZTIME ?= 500000x
 DEPS_TOOLS := dbus-daemon dbus-send gdbus busctl dpkg-buildpackage dh lintian mandoc
 # Debian package of each tool, in the same order.
 DEPS_PKGS := dbus dbus libglib2.0-bin systemd dpkg-dev debhelper lintian mandoc
+# The Python example client (packaging/examples) runs in the tests with
+# Debian's python3 and its Gio bindings.
+PYTHON_GI_CHECK := /usr/bin/python3 -c 'import gi; gi.require_version("Gio", "2.0")' >/dev/null 2>&1
 
 .PHONY: all build test test-unit test-fast testhost e2e deps bench bench-local bench-host fuzz deb demo demo-bus clean
 
@@ -64,6 +67,7 @@ deps:
 	for i in "$${!tools[@]}"; do \
 		command -v "$${tools[$$i]}" >/dev/null 2>&1 || missing+=("$${pkgs[$$i]}"); \
 	done; \
+	$(PYTHON_GI_CHECK) || missing+=(python3-gi); \
 	if [ "$${#missing[@]}" -gt 0 ]; then \
 		sudo=; [ "$$(id -u)" -eq 0 ] || sudo=sudo; \
 		echo "deps: installing $${missing[*]}"; \

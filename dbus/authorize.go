@@ -29,6 +29,9 @@ type AuthRequest struct {
 	// busctl; gdbus call --interactive), so the caller is willing to wait
 	// while polkit asks a person for a password.
 	Interactive bool
+	// Details describe what the call acts on (AuthDetailCID...), for
+	// polkit rules.
+	Details map[string]string
 }
 
 // Actions a mutating method asks the Authorizer about.
@@ -49,12 +52,12 @@ var ErrNotAuthorized = errors.New("not authorized")
 
 // authorize asks the Authorizer, which logs its decision. An interactive
 // request may wait for a person to type a password, so it gets longer.
-func (s *Server) authorize(msg godbus.Message, action string) *godbus.Error {
+func (s *Server) authorize(msg godbus.Message, action string, details map[string]string) *godbus.Error {
 	if s.auth == nil {
 		return nil
 	}
 	sender, _ := msg.Headers[godbus.FieldSender].Value().(string)
-	req := AuthRequest{Sender: sender, Action: action,
+	req := AuthRequest{Sender: sender, Action: action, Details: details,
 		Interactive: msg.Flags&godbus.FlagAllowInteractiveAuthorization != 0}
 	timeout := authTimeout
 	if req.Interactive {

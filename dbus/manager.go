@@ -41,7 +41,7 @@ func (m manager) Manage(msg godbus.Message, uri, cid string, opts map[string]god
 	if err := applyCHAP(&spec, opts); err != nil {
 		return "", err
 	}
-	if err := s.authorize(msg, ActionManage); err != nil {
+	if err := s.authorize(msg, ActionManage, specDetails(cid, spec)); err != nil {
 		return "", err
 	}
 	if _, err := s.svc.Manage(service.CID(cid), spec); err != nil {
@@ -101,7 +101,7 @@ func (m manager) Unmanage(msg godbus.Message, cid string, opts map[string]godbus
 	if err := checkString("CID", cid); err != nil {
 		return err
 	}
-	if err := s.authorize(msg, ActionManage); err != nil {
+	if err := s.authorize(msg, ActionManage, s.cidDetails(cid)); err != nil {
 		return err
 	}
 	return toError(s.svc.Unmanage(service.CID(cid)))
@@ -120,7 +120,7 @@ func (m manager) UnmanagePrefix(msg godbus.Message, prefix string, opts map[stri
 	if err := checkString("prefix", prefix); err != nil {
 		return nil, err
 	}
-	if err := s.authorize(msg, ActionManage); err != nil {
+	if err := s.authorize(msg, ActionManage, map[string]string{AuthDetailPrefix: prefix}); err != nil {
 		return nil, err
 	}
 	cids, err := s.svc.UnmanagePrefix(prefix)

@@ -363,7 +363,7 @@ func (c connection) Reconnect(msg godbus.Message, opts map[string]godbus.Variant
 	if _, ok := c.s.svc.Status(cid); !ok {
 		return toError(service.ErrUnknownCID)
 	}
-	if err := c.s.authorize(msg, ActionReconnect); err != nil {
+	if err := c.s.authorize(msg, ActionReconnect, c.s.cidDetails(string(cid))); err != nil {
 		return err
 	}
 	return toError(c.s.svc.Reconnect(cid))

@@ -256,3 +256,94 @@ func TestPolkitMaskedRootOnly(t *testing.T) {
 		t.Errorf("the fallback is not logged:\n%s", j)
 	}
 }
+
+// TestPolkitPrefixRule installs the example rule the package ships, as it
+// is, and shows with the real polkitd that a member of its group may
+// manage the CIDs with its prefix, and only those, while a user outside
+// the group may not: storkeepd passes cid (and prefix) as details.
+func TestPolkitPrefixRule(t *testing.T) {
+	const (
+		example  = "/usr/share/doc/storkeep/examples/50-storkeep-prefix.rules"
+		ruleFile = "/etc/polkit-1/rules.d/50-storkeep-prefix.rules"
+		group    = "tenant1" // what the example says
+		user     = "tenant1admin"
+	)
+	rule, err := os.ReadFile(example)
+	if err != nil {
+		t.Fatalf("the package does not ship the example rule: %v", err)
+	}
+	if out, err := sh(t, "groupadd", "-f", group); err != nil {
+		t.Fatalf("groupadd: %v\n%s", err, out)
+	}
+	if out, err := sh(t, "useradd", "-m", "-G", group, user); err != nil {
+		t.Fatalf("useradd: %v\n%s", err, out)
+	}
+	t.Cleanup(func() {
+		sh(t, "userdel", "-r", user)
+		sh(t, "groupdel", group)
+	})
+	conn := systemBus(t)
+	if err := manage(conn, polkitURI, "other-pk-victim", nil); err != nil {
+		t.Fatal(err)
+	}
+	defer unmanageAll(t, conn, "other-pk-victim", "tenant1-e2e", "tenant1-by-tester", "other-by-tenant1")
+
+	call := func(who string, path godbus.ObjectPath, method string, args ...string) (string, error) {
+		t.Helper()
+		return sh(t, "runuser", append([]string{"-u", who, "--", "gdbus", "call", "--system", "--dest", skdbus.BusName,
+			"--object-path", string(path), "--method", method}, args...)...)
+	}
+	manageAs := func(who, cid string) (string, error) {
+		return call(who, skdbus.RootPath, skdbus.ManagerInterface+".Manage", polkitURI, cid, "{}")
+	}
+	denied := func(what, out string, err error) {
+		t.Helper()
+		if err == nil || !strings.Contains(out, skdbus.ErrorNotAuthorized) {
+			t.Errorf("%s: err=%v, want NotAuthorized\n%s", what, err, out)
+		}
+	}
+
+	if err := os.WriteFile(ruleFile, rule, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		os.Remove(ruleFile)
+		sh(t, "systemctl", "restart", "polkit.service")
+	})
+	waitForRules(t, "polkitd to let "+user+" manage tenant1-e2e", func() (bool, string) {
+		out, err := manageAs(user, "tenant1-e2e")
+		return err == nil && strings.Contains(out, string(skdbus.ConnectionPath("tenant1-e2e"))), out
+	})
+	out, err := call(user, skdbus.ConnectionPath("tenant1-e2e"), skdbus.ConnInterface+".Reconnect", "{}")
+	if err != nil {
+		t.Errorf("%s's Reconnect of tenant1-e2e: %v\n%s", user, err, out)
+	}
+
+	// Outside the prefix: polkit's defaults, which ask for an
+	// administrator's password that no one gives here.
+	out, err = manageAs(user, "other-by-tenant1")
+	denied(user+"'s Manage of other-by-tenant1", out, err)
+	out, err = call(user, skdbus.RootPath, skdbus.ManagerInterface+".Unmanage", "other-pk-victim", "{}")
+	denied(user+"'s Unmanage of other-pk-victim", out, err)
+	out, err = call(user, skdbus.ConnectionPath("other-pk-victim"), skdbus.ConnInterface+".Reconnect", "{}")
+	denied(user+"'s Reconnect of other-pk-victim", out, err)
+	out, err = call(user, skdbus.RootPath, skdbus.ManagerInterface+".UnmanagePrefix", "", "{}")
+	denied(user+"'s UnmanagePrefix of everything", out, err)
+	// Outside the group.
+	out, err = manageAs("tester", "tenant1-by-tester")
+	denied("tester's Manage of tenant1-by-tester", out, err)
+
+	out, err = call(user, skdbus.RootPath, skdbus.ManagerInterface+".UnmanagePrefix", "tenant1-", "{}")
+	if err != nil || !strings.Contains(out, "tenant1-e2e") {
+		t.Errorf("%s's UnmanagePrefix tenant1-: %v\n%s", user, err, out)
+	}
+	l := list(t, conn)
+	if _, ok := l["other-pk-victim"]; !ok {
+		t.Error("other-pk-victim is gone")
+	}
+	for _, cid := range []string{"tenant1-e2e", "other-by-tenant1", "tenant1-by-tester"} {
+		if _, ok := l[cid]; ok {
+			t.Errorf("%s is managed", cid)
+		}
+	}
+}

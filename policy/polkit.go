@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"sync/atomic"
 
 	godbus "github.com/godbus/dbus/v5"
@@ -80,23 +82,28 @@ type PolkitResult struct {
 }
 
 // CheckAuthorization asks polkit whether the process behind the bus name
-// sender may do action. With interactive, polkit may ask the person at
-// the caller's session for a password before it answers.
+// sender may do action. details (nil for none) describe what it acts on;
+// rules read them with action.lookup(key). With interactive, polkit may ask the person at the caller's session for a
+// password before it answers.
 //
 // Equivalent to: busctl call org.freedesktop.PolicyKit1
 // /org/freedesktop/PolicyKit1/Authority org.freedesktop.PolicyKit1.Authority
 // CheckAuthorization '(sa{sv})sa{ss}us' system-bus-name 1 name s SENDER
-// ACTION 0 FLAGS ""
-func CheckAuthorization(ctx context.Context, conn *godbus.Conn, sender, action string, interactive bool) (PolkitResult, error) {
+// ACTION N KEY VALUE... FLAGS ""
+func CheckAuthorization(ctx context.Context, conn *godbus.Conn, sender, action string, details map[string]string,
+	interactive bool) (PolkitResult, error) {
 	subject := polkitSubject{Kind: "system-bus-name",
 		Details: map[string]godbus.Variant{"name": godbus.MakeVariant(sender)}}
+	if details == nil {
+		details = map[string]string{}
+	}
 	var flags uint32
 	if interactive {
 		flags = PolkitAllowUserInteraction
 	}
 	var res PolkitResult
 	err := conn.Object(PolkitBusName, PolkitPath).CallWithContext(ctx, PolkitInterface+".CheckAuthorization", 0,
-		subject, action, map[string]string{}, flags, "").Store(&res)
+		subject, action, details, flags, "").Store(&res)
 	if err != nil {
 		return PolkitResult{}, fmt.Errorf("polkit CheckAuthorization of %s for %s: %w", action, sender, err)
 	}
@@ -136,6 +143,11 @@ func (p *Polkit) Authorize(ctx context.Context, req skdbus.AuthRequest) error {
 		return fmt.Errorf("%w for %s: could not identify the caller: %v", skdbus.ErrNotAuthorized, req.Action, err)
 	}
 	log := p.Log.With("action", req.Action, "uid", c.UID, "pid", c.PID)
+	// What the call acts on, as polkit is told (cid=..., host=...): what
+	// a rule decided on is in the log with the decision.
+	for _, k := range slices.Sorted(maps.Keys(req.Details)) {
+		log = log.With(k, req.Details[k])
+	}
 	deny := func(args ...any) {
 		p.Refused.Log(ctx, log, skdbus.CallerKey(c.UID), slog.LevelWarn, "denied", args...)
 	}
@@ -144,7 +156,7 @@ func (p *Polkit) Authorize(ctx context.Context, req skdbus.AuthRequest) error {
 		log.Info("authorized", "by", "trusted uid", "result", "authorized")
 		return nil
 	}
-	res, err := CheckAuthorization(ctx, p.Conn, req.Sender, req.Action, req.Interactive)
+	res, err := CheckAuthorization(ctx, p.Conn, req.Sender, req.Action, req.Details, req.Interactive)
 	if err == nil && p.fallback.Swap(false) {
 		p.Log.Info("polkit is back: it decides again", "by", "polkit")
 	}

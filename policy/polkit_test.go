@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
@@ -92,11 +93,42 @@ func TestPolkitAllowed(t *testing.T) {
 		t.Errorf("subject = %s %v, want system-bus-name {name: %s}", q.SubjectKind, q.SubjectDetails, s.caller.Names()[0])
 	}
 	if q.Action != skdbus.ActionManage || len(q.Details) != 0 || q.Flags != 0 || q.CancellationID != "" {
-		t.Errorf("question = %+v, want action %s, no details, flags 0, no cancellation id", q, skdbus.ActionManage)
+		t.Errorf("question = %+v, want action %s, no details (none were given), flags 0, no cancellation id", q, skdbus.ActionManage)
 	}
 	if out := s.log.String(); !strings.Contains(out, "msg=authorized") || !strings.Contains(out, "by=polkit") ||
 		!strings.Contains(out, "uid=") || !strings.Contains(out, "pid=") || !strings.Contains(out, "action="+skdbus.ActionManage) {
 		t.Errorf("the decision is not logged with uid, pid, action and who decided:\n%s", out)
+	}
+}
+
+// TestPolkitGetsDetails: what the call acts on reaches polkit as the
+// details of CheckAuthorization, which rules read with action.lookup().
+func TestPolkitGetsDetails(t *testing.T) {
+	s := newPolkitSetup(t, nil)
+	fake := dbustest.StartPolkit(t, s.bus, func(q dbustest.PolkitQuestion) dbustest.PolkitAnswer {
+		// Like a rule that delegates a prefix of CIDs.
+		return dbustest.PolkitAnswer{IsAuthorized: strings.HasPrefix(q.Details["cid"], "tenant1-")}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ask := func(cid string) error {
+		return s.auth.Authorize(ctx, skdbus.AuthRequest{Sender: s.caller.Names()[0], Action: skdbus.ActionManage,
+			Details: map[string]string{skdbus.AuthDetailCID: cid, skdbus.AuthDetailKind: "nfs", skdbus.AuthDetailHost: "filer"}})
+	}
+	if err := ask("tenant1-disk"); err != nil {
+		t.Errorf("tenant1-disk: %v, want allowed", err)
+	}
+	if err := ask("tenant2-disk"); !errors.Is(err, skdbus.ErrNotAuthorized) {
+		t.Errorf("tenant2-disk: %v, want denied", err)
+	}
+	asked := fake.Asked()
+	want := map[string]string{"cid": "tenant2-disk", "kind": "nfs", "host": "filer"}
+	if len(asked) != 2 || fmt.Sprint(asked[1].Details) != fmt.Sprint(want) {
+		t.Errorf("polkit was asked %+v, want details %v last", asked, want)
+	}
+	if out := s.log.String(); !strings.Contains(out, "cid=tenant1-disk host=filer kind=nfs by=polkit result=authorized") ||
+		!strings.Contains(out, "cid=tenant2-disk host=filer kind=nfs by=polkit result=denied") {
+		t.Errorf("the decisions are not logged with what the calls act on:\n%s", out)
 	}
 }
 

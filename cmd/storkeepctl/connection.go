@@ -16,7 +16,12 @@ import (
 func setupWait(fs *flag.FlagSet) runFunc {
 	timeout := defaultWaitTimeout
 	fs.Var((*durationFlag)(&timeout), "timeout", "wait at most `duration` for the connection")
+	var many waitManyFlags
+	many.declare(fs)
 	return func(ctx context.Context, c *cli, args []string) error {
+		if many.set() {
+			return c.waitMany(ctx, &many, args, timeout)
+		}
 		if err := wantArgs(args, "CID"); err != nil {
 			return err
 		}

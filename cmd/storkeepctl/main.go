@@ -56,6 +56,9 @@ Commands:
   show CID              print every property of CID's connection
   wait CID [--timeout D]
                         wait up to D (default 30s) for CID to be connected
+  wait --all | --prefix P [--timeout D]
+                        wait up to D for every managed CID (starting with
+                        P) to have been connected since the wait began
   reconnect CID         make storkeepd retry CID now
   monitor [--json]      print changes as they happen, until interrupted
   help [COMMAND]        print this help, or the help of COMMAND
@@ -104,7 +107,7 @@ func commands() []command {
 		{"unmanage", "CID | --prefix P", setupUnmanage},
 		{"list", "[--prefix P] [--json] [--full]", setupList},
 		{"show", "CID", setupShow},
-		{"wait", "CID [--timeout D]", setupWait},
+		{"wait", "CID | --all | --prefix P [--timeout D]", setupWait},
 		{"reconnect", "CID", setupReconnect},
 		{"monitor", "[--json]", setupMonitor},
 	}

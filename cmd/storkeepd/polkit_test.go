@@ -3,6 +3,7 @@
 package main
 
 import (
+	"maps"
 	"os"
 	"strings"
 	"testing"
@@ -60,8 +61,12 @@ func TestDaemonAsksPolkit(t *testing.T) {
 	}
 	q := lastQuestion()
 	if q.Flags != 0 || q.Action != skdbus.ActionManage || q.SubjectKind != "system-bus-name" ||
-		!strings.HasPrefix(q.SubjectDetails["name"].(string), ":") || len(q.Details) != 0 {
+		!strings.HasPrefix(q.SubjectDetails["name"].(string), ":") {
 		t.Errorf("polkit was asked %+v", q)
+	}
+	// What the call acts on, for rules: action.lookup("cid") and so on.
+	if want := map[string]string{"cid": "by-nobody", "kind": "nfs", "host": "127.0.0.1"}; !maps.Equal(q.Details, want) {
+		t.Errorf("polkit was asked with details %v, want %v", q.Details, want)
 	}
 
 	out, err = asNobody("yes", manageArgs...)
