@@ -95,3 +95,56 @@ func (c CHAP) GoString() string { return c.String() }
 
 // Empty reports whether no credentials are set.
 func (c CHAP) Empty() bool { return c == (CHAP{}) }
+
+// Equal reports whether two specs ask for exactly the same thing,
+// credentials included.
+func (s Spec) Equal(o Spec) bool {
+	if s.Kind != o.Kind || s.URI != o.URI || s.Target != o.Target {
+		return false
+	}
+	if (s.NFS == nil) != (o.NFS == nil) || (s.ISCSI == nil) != (o.ISCSI == nil) {
+		return false
+	}
+	if s.NFS != nil && !s.NFS.equal(o.NFS) {
+		return false
+	}
+	return s.ISCSI == nil || *s.ISCSI == *o.ISCSI
+}
+
+// Compatible reports whether two specs with the same Target can share one
+// real connection: for NFS the same Version, Timeo, Retrans and Options
+// (one mount has one set of options); for iSCSI the same CHAP credentials
+// (one session logs in once; LUNs may differ). Specs with different Kinds
+// or Targets are never compatible.
+func (s Spec) Compatible(o Spec) bool {
+	if s.Kind != o.Kind || s.Target != o.Target {
+		return false
+	}
+	switch {
+	case s.Kind == KindNFS && s.NFS != nil && o.NFS != nil:
+		return s.NFS.sameSettings(o.NFS)
+	case s.Kind == KindISCSI && s.ISCSI != nil && o.ISCSI != nil:
+		return s.ISCSI.CHAP == o.ISCSI.CHAP
+	}
+	return false
+}
+
+// Info returns the connection info shown to clients; it never holds
+// credentials. Values are string, bool, uint16 or int32, so they map to
+// D-Bus basic types.
+//
+// Identity keys are always present, with the default port filled in so
+// clients need not know it. Settings left to their defaults are absent.
+//
+//	NFS:   server, port, export; version, timeo, retrans, options (comma-joined)
+//	iSCSI: portal ("host:port", IPv6 in brackets), host, port, iqn, tpgt,
+//	       iface, chap (whether CHAP is used); lun when one LUN was asked for
+func (s Spec) Info() map[string]any {
+	switch {
+	case s.Kind == KindNFS && s.NFS != nil:
+		return s.NFS.info()
+	case s.Kind == KindISCSI && s.ISCSI != nil:
+		return s.ISCSI.info()
+	}
+	return map[string]any{}
+}
