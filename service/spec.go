@@ -38,7 +38,7 @@ type NFSSpec struct {
 	// Server is the canonical host: a lower-case DNS name, an IPv4 address,
 	// or an IPv6 address without brackets.
 	Server string
-	// Port is the server's NFS port; 0 means the default (2049).
+	// Port is the server's NFS port; 0 means DefaultNFSPort.
 	Port uint16
 	// Export is the cleaned absolute export path ("/" for the v4 root).
 	Export string
@@ -57,7 +57,7 @@ type NFSSpec struct {
 type ISCSISpec struct {
 	// Host is the canonical portal host (as NFSSpec.Server).
 	Host string
-	// Port is the portal port; 0 means the default (3260).
+	// Port is the portal port; 0 means DefaultISCSIPort.
 	Port uint16
 	// IQN is the target name, lower case.
 	IQN string

@@ -169,32 +169,27 @@ func parseHostPort(auth string, defPort uint16, portHint string) (string, uint16
 	if auth == "" {
 		return "", 0, uriErrorf("missing host")
 	}
-	var host, portText string
+	name, rest, ok := CutHost(auth)
+	if !ok {
+		return "", 0, uriErrorf("missing ']' after IPv6 address")
+	}
+	portText := strings.TrimPrefix(rest, ":")
+	var host string
 	var err error
 	if auth[0] == '[' {
-		end := strings.IndexByte(auth, ']')
-		if end < 0 {
-			return "", 0, uriErrorf("missing ']' after IPv6 address")
-		}
-		if host, err = parseIPv6(auth[1:end]); err != nil {
+		if host, err = parseIPv6(name); err != nil {
 			return "", 0, err
 		}
-		after := auth[end+1:]
-		if after != "" && after[0] != ':' {
+		if rest != "" && rest[0] != ':' {
 			return "", 0, uriErrorf("unexpected text after ']' (want :PORT or a path)")
 		}
-		if after != "" {
-			portText = after[1:]
-		}
 	} else {
-		name, p, _ := strings.Cut(auth, ":")
-		if strings.IndexByte(p, ':') >= 0 {
+		if strings.IndexByte(portText, ':') >= 0 {
 			return "", 0, uriErrorf("an IPv6 address must be in brackets: [ADDRESS]")
 		}
 		if host, err = parseHostName(name); err != nil {
 			return "", 0, err
 		}
-		portText = p
 	}
 	port, err := parsePort(portText, defPort, portHint)
 	return host, port, err
@@ -324,21 +319,6 @@ func percentDecode(what, s string) (string, error) {
 	return d, nil
 }
 
-// writeURIHost writes a canonical host, bracketing IPv6, and a non-default port.
-func writeURIHost(b *strings.Builder, host string, port uint16) {
-	if strings.IndexByte(host, ':') >= 0 {
-		b.WriteByte('[')
-		b.WriteString(host)
-		b.WriteByte(']')
-	} else {
-		b.WriteString(host)
-	}
-	if port != 0 {
-		b.WriteByte(':')
-		b.WriteString(strconv.Itoa(int(port)))
-	}
-}
-
 // writePercentEncoded writes s, percent-encoding (upper-case hex) every byte
 // for which safe is false.
 func writePercentEncoded(b *strings.Builder, s string, safe func(byte) bool) {
@@ -409,11 +389,4 @@ func splitURIParam(item string) (name, value string, hasValue bool, err error) {
 		return "", "", false, err
 	}
 	return name, value, hasValue, nil
-}
-
-func portOrDefault(p, def uint16) uint16 {
-	if p == 0 {
-		return def
-	}
-	return p
 }

@@ -8,9 +8,8 @@ import (
 
 // Limits and defaults of the iSCSI URI form.
 const (
-	defaultISCSIPort = 3260
-	defaultTPGT      = 1
-	defaultIface     = "default"
+	defaultTPGT  = 1
+	defaultIface = "default"
 
 	maxIQNLen   = 223 // RFC 3720 3.2.6.1
 	maxLUN      = 16383
@@ -25,7 +24,7 @@ func parseISCSI(rest string) (Spec, error) {
 		return Spec{}, uriErrorf("%s", credentialsReason)
 	}
 	auth, after := splitAuthority(rest)
-	host, port, err := parseHostPort(auth, defaultISCSIPort, "")
+	host, port, err := parseHostPort(auth, DefaultISCSIPort, "")
 	if err != nil {
 		return Spec{}, err
 	}
@@ -184,7 +183,7 @@ func iscsiForm(i *ISCSISpec, lun int) string {
 	var b strings.Builder
 	b.Grow(len("iscsi://[]:65535//16383;tpgt=65535;iface=") + len(i.Host) + len(i.IQN) + len(i.Iface))
 	b.WriteString("iscsi://")
-	writeURIHost(&b, i.Host, i.Port)
+	writeHostPort(&b, i.Host, i.Port)
 	b.WriteByte('/')
 	b.WriteString(i.IQN)
 	if lun >= 0 {
@@ -203,11 +202,9 @@ func writeISCSIParams(b *strings.Builder, i *ISCSISpec) {
 }
 
 func (i *ISCSISpec) info() map[string]any {
-	port := portOrDefault(i.Port, defaultISCSIPort)
-	var b strings.Builder
-	writeURIHost(&b, i.Host, port)
+	port := i.PortalPort()
 	m := map[string]any{
-		"portal": b.String(),
+		"portal": HostPort(i.Host, port),
 		"host":   i.Host,
 		"port":   port,
 		"iqn":    i.IQN,

@@ -6,11 +6,10 @@ import (
 	"strings"
 )
 
-// Limits and defaults of the NFS URI form.
+// Limits of the NFS URI form.
 const (
-	defaultNFSPort = 2049
-	maxTimeo       = 6000 // deciseconds: 10 minutes
-	maxRetrans     = 100
+	maxTimeo   = 6000 // deciseconds: 10 minutes
+	maxRetrans = 100
 )
 
 // nfsHint is added to a bad-port error: "nfs://server:export" (the 2012
@@ -23,7 +22,7 @@ func parseNFS(rest string) (Spec, error) {
 	if strings.IndexByte(auth, '@') >= 0 {
 		return Spec{}, uriErrorf("%s", credentialsReason)
 	}
-	host, port, err := parseHostPort(auth, defaultNFSPort, nfsHint)
+	host, port, err := parseHostPort(auth, DefaultNFSPort, nfsHint)
 	if err != nil {
 		return Spec{}, err
 	}
@@ -250,7 +249,7 @@ func nfsTarget(n *NFSSpec) string {
 	var b strings.Builder
 	b.Grow(len("nfs://[]:65535") + len(n.Server) + 3*len(n.Export))
 	b.WriteString("nfs://")
-	writeURIHost(&b, n.Server, n.Port)
+	writeHostPort(&b, n.Server, n.Port)
 	writePercentEncoded(&b, n.Export, exportPathChar)
 	return b.String()
 }
@@ -327,7 +326,7 @@ func (n *NFSSpec) sameSettings(o *NFSSpec) bool {
 func (n *NFSSpec) info() map[string]any {
 	m := map[string]any{
 		"server": n.Server,
-		"port":   portOrDefault(n.Port, defaultNFSPort),
+		"port":   n.ServerPort(),
 		"export": n.Export,
 	}
 	if n.Version != "" {

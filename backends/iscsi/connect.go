@@ -66,7 +66,7 @@ func (b *Backend) Connect(ctx context.Context, spec service.Spec) (service.Obser
 		return service.Observation{}, err
 	}
 
-	rec := nodeRecord{IQN: is.IQN, Addr: addrs[0].String(), Port: portOf(is), TPGT: is.TPGT, Iface: is.Iface}
+	rec := nodeRecord{IQN: is.IQN, Addr: addrs[0].String(), Port: is.PortalPort(), TPGT: is.TPGT, Iface: is.Iface}
 	// The portal first: an unreachable one is reported without touching
 	// the node database, whose updates wait for each other.
 	if err := b.checkPortal(ctx, rec); err != nil {
@@ -173,17 +173,16 @@ func (b *Backend) checkPortal(ctx context.Context, rec nodeRecord) error {
 	if timeout < 0 || rec.Iface != "default" {
 		return nil
 	}
-	addr, err := netip.ParseAddr(rec.Addr)
-	if err != nil {
+	if _, err := netip.ParseAddr(rec.Addr); err != nil {
 		return nil
 	}
 	d := net.Dialer{Timeout: timeout}
-	c, err := d.DialContext(ctx, "tcp", netip.AddrPortFrom(addr, rec.Port).String())
+	c, err := d.DialContext(ctx, "tcp", service.HostPort(rec.Addr, rec.Port))
 	if err != nil {
 		if ctx.Err() != nil {
-			return service.NewConnError(ErrTimeout, "connect to portal %s: %v", portalString(rec.Addr, rec.Port), err)
+			return service.NewConnError(ErrTimeout, "connect to portal %s: %v", service.HostPort(rec.Addr, rec.Port), err)
 		}
-		return service.NewConnError(ErrPortalUnreachable, "connect to portal %s: %v", portalString(rec.Addr, rec.Port), err)
+		return service.NewConnError(ErrPortalUnreachable, "connect to portal %s: %v", service.HostPort(rec.Addr, rec.Port), err)
 	}
 	c.Close()
 	return nil
@@ -211,7 +210,7 @@ func (b *Backend) waitSession(ctx context.Context, is *service.ISCSISpec, addrs 
 		if time.Now().After(deadline) {
 			return session{}, service.NewConnError(ErrLoginFailed,
 				"iscsiadm reported a login to %s at %s, but no session shows in sysfs (an earlier login may still be retrying in iscsid)",
-				is.IQN, portalString(addrs[0].String(), portOf(is)))
+				is.IQN, service.HostPort(addrs[0].String(), is.PortalPort()))
 		}
 		if err := sleepCtx(ctx, pollInterval); err != nil {
 			return session{}, service.NewConnError(ErrTimeout, "waiting for the session to %s: %v", is.IQN, err)
@@ -315,7 +314,7 @@ func (b *Backend) Disconnect(ctx context.Context, spec service.Spec) error {
 	}
 	recs := make(map[nodeRecord]bool)
 	for _, a := range addrs {
-		recs[nodeRecord{IQN: is.IQN, Addr: a.String(), Port: portOf(is), TPGT: is.TPGT, Iface: is.Iface}] = true
+		recs[nodeRecord{IQN: is.IQN, Addr: a.String(), Port: is.PortalPort(), TPGT: is.TPGT, Iface: is.Iface}] = true
 	}
 	for _, s := range sessions {
 		if !matches(s, is, addrs) {

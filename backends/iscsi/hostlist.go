@@ -75,14 +75,7 @@ func canonicalKey(s session) (service.TargetKey, string) {
 func sessionURI(s session) string {
 	var b strings.Builder
 	b.WriteString("iscsi://")
-	if strings.Contains(s.Address, ":") {
-		b.WriteString("[" + s.Address + "]")
-	} else {
-		b.WriteString(s.Address)
-	}
-	if s.Port != 0 {
-		b.WriteString(":" + strconv.Itoa(int(s.Port)))
-	}
+	b.WriteString(service.HostPort(s.Address, s.Port))
 	b.WriteString("/" + s.Target)
 	b.WriteString(";tpgt=" + strconv.Itoa(s.TPGT))
 	iface := s.Iface

@@ -130,13 +130,6 @@ func iscsiSpec(spec service.Spec) (*service.ISCSISpec, error) {
 	return spec.ISCSI, nil
 }
 
-func portOf(is *service.ISCSISpec) uint16 {
-	if is.Port == 0 {
-		return 3260
-	}
-	return is.Port
-}
-
 // remember records that the service asks about spec's target.
 func (b *Backend) remember(spec service.Spec) {
 	b.mu.Lock()
@@ -205,7 +198,7 @@ func matches(s session, is *service.ISCSISpec, addrs []netip.Addr) bool {
 	if iface == "" {
 		iface = "default"
 	}
-	if !equalFoldASCII(s.Target, is.IQN) || s.TPGT != is.TPGT || iface != is.Iface || s.Port != portOf(is) {
+	if !equalFoldASCII(s.Target, is.IQN) || s.TPGT != is.TPGT || iface != is.Iface || s.Port != is.PortalPort() {
 		return false
 	}
 	a, err := netip.ParseAddr(s.Address)

@@ -121,7 +121,7 @@ func (b *Backend) login(ctx context.Context, r nodeRecord) error {
 //
 // Equivalent to: iscsiadm -m discovery -t st -p ADDR:PORT -o nonpersistent
 func (b *Backend) explainFatalLogin(ctx context.Context, r nodeRecord) string {
-	res, err := b.iscsiadm(ctx, probeTimeout, nil, "-m", "discovery", "-t", "st", "-p", portalString(r.Addr, r.Port), "-o", "nonpersistent")
+	res, err := b.iscsiadm(ctx, probeTimeout, nil, "-m", "discovery", "-t", "st", "-p", service.HostPort(r.Addr, r.Port), "-o", "nonpersistent")
 	if err != nil {
 		return ErrLoginFailed
 	}

@@ -46,7 +46,7 @@ func (r nodeRecord) path(nodesDir string) string {
 
 // portalArg is the -p argument that names the record: ADDR:PORT,TPGT.
 func (r nodeRecord) portalArg() string {
-	return portalString(r.Addr, r.Port) + "," + strconv.Itoa(r.TPGT)
+	return service.HostPort(r.Addr, r.Port) + "," + strconv.Itoa(r.TPGT)
 }
 
 func (r nodeRecord) String() string {

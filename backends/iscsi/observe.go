@@ -97,7 +97,7 @@ func observation(devRoot string, s session, want int) (service.Observation, lunS
 			state = "in an unknown state"
 		}
 		obs.Err = service.NewConnError(ErrSessionFailed,
-			"session %d to %s at %s is %s; the kernel and iscsid are recovering it", s.ID, s.Target, portalString(s.Address, s.Port), state)
+			"session %d to %s at %s is %s; the kernel and iscsid are recovering it", s.ID, s.Target, service.HostPort(s.Address, s.Port), state)
 		return obs, lunsPending
 	}
 	st, err := checkLUNs(s, want, pending)
@@ -126,12 +126,4 @@ func instance(s session, want int, st lunState) (id string, settling bool) {
 		fmt.Fprintf(&b, " %d:%s", l.LUN, l.Block)
 	}
 	return b.String(), st == lunsPending && all
-}
-
-// portalString writes ADDR:PORT, with brackets around an IPv6 address.
-func portalString(addr string, port uint16) string {
-	if strings.Contains(addr, ":") {
-		return fmt.Sprintf("[%s]:%d", addr, port)
-	}
-	return fmt.Sprintf("%s:%d", addr, port)
 }

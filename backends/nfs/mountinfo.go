@@ -8,6 +8,8 @@ import (
 	"io"
 	"strconv"
 	"strings"
+
+	"github.com/storkeep/storkeep/service"
 )
 
 // Mount is one line of /proc/self/mountinfo (proc(5)).
@@ -28,16 +30,9 @@ func (m Mount) IsNFS() bool { return m.FSType == "nfs" || m.FSType == "nfs4" }
 // ServerExport splits an NFS mount's source into server and export path.
 // IPv6 servers come without brackets. ok is false for other sources.
 func (m Mount) ServerExport() (server, export string, ok bool) {
-	src := m.Source
-	if strings.HasPrefix(src, "[") {
-		end := strings.Index(src, "]:")
-		if end < 0 {
-			return "", "", false
-		}
-		return src[1:end], src[end+2:], strings.HasPrefix(src[end+2:], "/")
-	}
-	server, export, found := strings.Cut(src, ":")
-	if !found || server == "" || !strings.HasPrefix(export, "/") {
+	server, rest, ok := service.CutHost(m.Source)
+	export, found := strings.CutPrefix(rest, ":")
+	if !ok || !found || server == "" || !strings.HasPrefix(export, "/") {
 		return "", "", false
 	}
 	return server, export, true

@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"path"
-	"strconv"
 	"strings"
 
 	"github.com/storkeep/storkeep/service"
@@ -24,14 +23,7 @@ import (
 // The mapping is one to one, so two targets never share a mount point.
 func mountDirName(n *service.NFSSpec) string {
 	var b strings.Builder
-	if strings.Contains(n.Server, ":") {
-		b.WriteString("[" + n.Server + "]")
-	} else {
-		b.WriteString(n.Server)
-	}
-	if n.Port != 0 {
-		b.WriteString(":" + strconv.Itoa(int(n.Port)))
-	}
+	b.WriteString(service.HostPort(n.Server, n.Port))
 	b.WriteByte(':')
 	for i := 0; i < len(n.Export); i++ {
 		switch c := n.Export[i]; c {

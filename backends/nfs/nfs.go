@@ -411,13 +411,16 @@ func specOfMount(m Mount) (service.Spec, bool) {
 	if !ok {
 		return service.Spec{}, false
 	}
-	u := url.URL{Scheme: "nfs", Host: server, Path: export}
-	if strings.Contains(server, ":") {
-		u.Host = "[" + server + "]"
+	// No port, or port=0, is the default; ParseURI drops an explicit 2049.
+	var port uint16
+	if p := superOpt(m.SuperOpts, "port"); p != "" && p != "0" {
+		n, err := strconv.ParseUint(p, 10, 16)
+		if err != nil || n == 0 {
+			return service.Spec{}, false
+		}
+		port = uint16(n)
 	}
-	if p := superOpt(m.SuperOpts, "port"); p != "" && p != "0" && p != "2049" {
-		u.Host += ":" + p
-	}
+	u := url.URL{Scheme: "nfs", Host: service.HostPort(server, port), Path: export}
 	if v := superOpt(m.SuperOpts, "vers"); v != "" {
 		u.RawQuery = "vers=" + v
 	}

@@ -410,3 +410,30 @@ func TestConnectFailsFastWhenTheServerCannotBeReached(t *testing.T) {
 		t.Fatalf("Connect = %v with %d unit starts; want a mount", err, len(fu.starts))
 	}
 }
+
+// TestSpecOfMountPort: the server's port in a mount's super options goes
+// into its Target, the default one as no port at all; a port that is not
+// one lists nothing.
+func TestSpecOfMountPort(t *testing.T) {
+	tests := []struct {
+		source, superOpts, want string
+	}{
+		{"10.0.0.1:/x", "rw,vers=3", "nfs://10.0.0.1/x?vers=3"},
+		{"10.0.0.1:/x", "rw,port=0", "nfs://10.0.0.1/x"},
+		{"10.0.0.1:/x", "rw,port=2049", "nfs://10.0.0.1/x"},
+		{"10.0.0.1:/x", "rw,port=2050", "nfs://10.0.0.1:2050/x"},
+		{"[fd00::1]:/x", "rw,vers=4.2,port=2050", "nfs://[fd00::1]:2050/x?vers=4.2"},
+		{"[fd00::1]:/x", "rw,port=2049", "nfs://[fd00::1]/x"},
+		{"10.0.0.1:/x", "rw,port=65536", ""},
+		{"10.0.0.1:/x", "rw,port=+5", ""},
+		{"10.0.0.1:/x", "rw,port=x", ""},
+		{"[fd00::1/x", "rw", ""},
+		{"fd00::1:/x", "rw", ""},
+	}
+	for _, tc := range tests {
+		spec, ok := specOfMount(Mount{FSType: "nfs", Source: tc.source, SuperOpts: tc.superOpts})
+		if got := spec.URI; ok != (tc.want != "") || got != tc.want {
+			t.Errorf("specOfMount(%q, %q) = %q, %v; want %q", tc.source, tc.superOpts, got, ok, tc.want)
+		}
+	}
+}

@@ -81,8 +81,5 @@ func mountOptions(n *service.NFSSpec) string {
 // what returns the mount source for n, as mount.nfs takes it:
 // "server:/export", with an IPv6 server in brackets.
 func what(n *service.NFSSpec) string {
-	if strings.Contains(n.Server, ":") {
-		return "[" + n.Server + "]:" + n.Export
-	}
-	return n.Server + ":" + n.Export
+	return service.HostPort(n.Server, 0) + ":" + n.Export
 }

@@ -3,6 +3,7 @@
 package nfs
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -11,7 +12,8 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
-	"strconv"
+
+	"github.com/storkeep/storkeep/service"
 )
 
 // ONC RPC (RFC 5531) constants for an NFS NULL call.
@@ -32,10 +34,7 @@ const (
 //
 // Equivalent to: rpcinfo -T tcp -n PORT -t SERVER nfs VERS
 func probeServer(ctx context.Context, server string, port uint16, vers uint32) error {
-	if port == 0 {
-		port = 2049
-	}
-	addr := net.JoinHostPort(server, strconv.Itoa(int(port)))
+	addr := service.HostPort(server, cmp.Or(port, service.DefaultNFSPort))
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
