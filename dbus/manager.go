@@ -50,7 +50,8 @@ func (m manager) Manage(msg godbus.Message, uri, cid string, opts map[string]god
 	return ConnectionPath(cid), nil
 }
 
-// applyCHAP moves credentials from the options into an iSCSI spec.
+// applyCHAP moves credentials from the options into an iSCSI spec,
+// refusing what the backend could not log in with (service.CHAP.Check).
 func applyCHAP(spec *service.Spec, opts map[string]godbus.Variant) *godbus.Error {
 	str := func(k string) string {
 		if v, ok := opts[k]; ok {
@@ -68,21 +69,8 @@ func applyCHAP(spec *service.Spec, opts map[string]godbus.Variant) *godbus.Error
 	if spec.Kind != service.KindISCSI {
 		return invalidArg("CHAP options apply only to iscsi:// URIs")
 	}
-	if (ch.Username == "") != (ch.Password == "") {
-		return invalidArg("CHAP needs both %s and %s", OptCHAPUsername, OptCHAPPassword)
-	}
-	if (ch.UsernameIn == "") != (ch.PasswordIn == "") {
-		return invalidArg("mutual CHAP needs both %s and %s", OptCHAPUsernameIn, OptCHAPPasswordIn)
-	}
-	if ch.UsernameIn != "" && ch.Username == "" {
-		return invalidArg("mutual CHAP (%s) needs one-way CHAP (%s) too", OptCHAPUsernameIn, OptCHAPUsername)
-	}
-	for _, v := range []string{ch.Username, ch.Password, ch.UsernameIn, ch.PasswordIn} {
-		for _, r := range v {
-			if r < 0x20 || r == 0x7f {
-				return invalidArg("CHAP options must not contain control characters")
-			}
-		}
+	if err := ch.Check(); err != nil {
+		return invalidArg("%v", err)
 	}
 	spec.ISCSI.CHAP = ch
 	return nil

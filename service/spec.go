@@ -71,31 +71,6 @@ type ISCSISpec struct {
 	CHAP CHAP
 }
 
-// CHAP holds iSCSI CHAP credentials. Its String method hides them.
-type CHAP struct {
-	Username   string
-	Password   string
-	UsernameIn string // mutual CHAP: the target's name
-	PasswordIn string // mutual CHAP: the target's secret
-}
-
-// String never shows a secret.
-func (c CHAP) String() string {
-	if c == (CHAP{}) {
-		return "none"
-	}
-	if c.UsernameIn != "" {
-		return "mutual CHAP as " + c.Username
-	}
-	return "CHAP as " + c.Username
-}
-
-// GoString never shows a secret either (%#v).
-func (c CHAP) GoString() string { return c.String() }
-
-// Empty reports whether no credentials are set.
-func (c CHAP) Empty() bool { return c == (CHAP{}) }
-
 // Equal reports whether two specs ask for exactly the same thing,
 // credentials included.
 func (s Spec) Equal(o Spec) bool {

@@ -39,7 +39,7 @@ func (b *Backend) Connect(ctx context.Context, spec service.Spec) (service.Obser
 		return service.Observation{}, err
 	}
 	b.remember(spec)
-	if err := checkCHAP(is.CHAP); err != nil {
+	if err := is.CHAP.Check(); err != nil {
 		return service.Observation{}, service.NewConnError(ErrLoginFailed, "%s: %v", spec.Target, err)
 	}
 	addrs, err := b.hostAddrs(ctx, is.Host)

@@ -24,10 +24,6 @@ import (
 // which drops comments) is never deleted. iscsiadm skips comment lines.
 const recordMarker = "# storkeep: created by storkeepd, which deletes it on logout"
 
-// maxSecretLen is open-iscsi's limit on CHAP names and secrets
-// (AUTH_STR_MAX_LEN is 256 bytes with the terminating NUL).
-const maxSecretLen = 255
-
 // nodeRecord names one record of open-iscsi's node database: the file
 // NODES/IQN/ADDR,PORT,TPGT/IFACE that iscsiadm reads when it logs in.
 type nodeRecord struct {
@@ -81,37 +77,6 @@ func recordSettings(chap service.CHAP, ours bool) []setting {
 		setting{"node.session.auth.username_in", chap.UsernameIn},
 		setting{"node.session.auth.password_in", chap.PasswordIn},
 	)
-}
-
-// checkCHAP refuses credentials a node record cannot hold: iscsiadm
-// reads a value up to the end of its line, with surrounding white space
-// stripped. The error never shows the credentials.
-func checkCHAP(c service.CHAP) error {
-	fields := []struct{ name, v string }{
-		{"chap-username", c.Username}, {"chap-password", c.Password},
-		{"chap-username-in", c.UsernameIn}, {"chap-password-in", c.PasswordIn},
-	}
-	for _, f := range fields {
-		if len(f.v) > maxSecretLen {
-			return fmt.Errorf("%s is %d bytes; open-iscsi takes at most %d", f.name, len(f.v), maxSecretLen)
-		}
-		if strings.TrimSpace(f.v) != f.v {
-			return fmt.Errorf("%s starts or ends with white space, which open-iscsi cannot store", f.name)
-		}
-		if strings.ContainsFunc(f.v, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
-			return fmt.Errorf("%s contains a control character", f.name)
-		}
-	}
-	if (c.Username == "") != (c.Password == "") {
-		return errors.New("CHAP needs both chap-username and chap-password")
-	}
-	if (c.UsernameIn == "") != (c.PasswordIn == "") {
-		return errors.New("mutual CHAP needs both chap-username-in and chap-password-in")
-	}
-	if c.UsernameIn != "" && c.Username == "" {
-		return errors.New("mutual CHAP (chap-username-in) needs CHAP (chap-username) too")
-	}
-	return nil
 }
 
 // editRecord returns content with every key of settings set (or removed
