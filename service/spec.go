@@ -65,7 +65,7 @@ type ISCSISpec struct {
 	LUN int
 	// TPGT is the target portal group tag (default 1).
 	TPGT int
-	// Iface is the iscsiadm interface name (default "default").
+	// Iface is the iscsiadm interface name (default DefaultIface).
 	Iface string
 	// CHAP holds the credentials; never shown outside the daemon.
 	CHAP CHAP

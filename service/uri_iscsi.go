@@ -6,10 +6,13 @@ import (
 	"unicode/utf8"
 )
 
+// DefaultIface is the iscsiadm interface of a URI without iface=, and of
+// a session whose iface sysfs does not show.
+const DefaultIface = "default"
+
 // Limits and defaults of the iSCSI URI form.
 const (
-	defaultTPGT  = 1
-	defaultIface = "default"
+	defaultTPGT = 1
 
 	maxIQNLen   = 223 // RFC 3720 3.2.6.1
 	maxLUN      = 16383
@@ -32,7 +35,7 @@ func parseISCSI(rest string) (Spec, error) {
 	if i := strings.IndexAny(after, ";?"); i >= 0 {
 		rawPath, params = after[:i], after[i:]
 	}
-	i := &ISCSISpec{Host: host, Port: port, LUN: -1, TPGT: defaultTPGT, Iface: defaultIface}
+	i := &ISCSISpec{Host: host, Port: port, LUN: -1, TPGT: defaultTPGT, Iface: DefaultIface}
 	if err := parseISCSIPath(i, rawPath); err != nil {
 		return Spec{}, err
 	}

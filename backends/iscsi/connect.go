@@ -170,7 +170,7 @@ func (b *Backend) removeOwnRecord(ctx context.Context, rec nodeRecord) error {
 // this process would not go through.
 func (b *Backend) checkPortal(ctx context.Context, rec nodeRecord) error {
 	timeout := b.portalTimeout()
-	if timeout < 0 || rec.Iface != "default" {
+	if timeout < 0 || rec.Iface != service.DefaultIface {
 		return nil
 	}
 	if _, err := netip.ParseAddr(rec.Addr); err != nil {

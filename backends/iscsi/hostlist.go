@@ -80,7 +80,7 @@ func sessionURI(s session) string {
 	b.WriteString(";tpgt=" + strconv.Itoa(s.TPGT))
 	iface := s.Iface
 	if iface == "" {
-		iface = "default"
+		iface = service.DefaultIface
 	}
 	b.WriteString(";iface=" + iface)
 	return b.String()

@@ -196,7 +196,7 @@ func (b *Backend) resolver() *netmon.Resolver {
 func matches(s session, is *service.ISCSISpec, addrs []netip.Addr) bool {
 	iface := s.Iface
 	if iface == "" {
-		iface = "default"
+		iface = service.DefaultIface
 	}
 	if !equalFoldASCII(s.Target, is.IQN) || s.TPGT != is.TPGT || iface != is.Iface || s.Port != is.PortalPort() {
 		return false
