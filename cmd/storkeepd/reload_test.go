@@ -135,12 +135,17 @@ func TestSIGHUPReloadsLimitsAndBackoff(t *testing.T) {
 		}
 		return v.Value().(uint32)
 	}
-	eventually(t, "a failed attempt", func() bool { return attempts() >= 1 })
-	v, err := obj.GetProperty(skdbus.ConnInterface + ".NextAttempt")
-	if err != nil {
-		t.Fatal(err)
+	nextAttempt := func() time.Time {
+		v, err := obj.GetProperty(skdbus.ConnInterface + ".NextAttempt")
+		if err != nil {
+			t.Fatalf("NextAttempt: %v", err)
+		}
+		return time.UnixMicro(int64(v.Value().(uint64)))
 	}
-	if next := time.UnixMicro(int64(v.Value().(uint64))); time.Until(next) < 30*time.Minute {
+	// Attempts counts an attempt from its start, NextAttempt is set once
+	// it has failed: wait for both.
+	eventually(t, "a failed attempt", func() bool { return attempts() >= 1 && nextAttempt().After(time.Now()) })
+	if next := nextAttempt(); time.Until(next) < 30*time.Minute {
 		t.Fatalf("NextAttempt is %v away; want about an hour", time.Until(next))
 	}
 	first := attempts()
