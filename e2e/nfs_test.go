@@ -423,9 +423,16 @@ func TestNFSPreexistingMountAdoptedAndLeft(t *testing.T) {
 	where, _ := nfsMountPoint(t, c, cid)
 	waitConnected(t, c, cid, true, 60*time.Second)
 	unmanage(t, c, cid)
-	waitFor(t, 30*time.Second, "unmounted", func() (bool, string) {
-		_, _, _, ok := mountAt(t, where)
-		return !ok, "still mounted"
+	// Disconnect removes the mount point after the unmount: wait for that
+	// too, or it removes the directory made for the manual mount.
+	waitFor(t, 30*time.Second, "unmounted and the mount point removed", func() (bool, string) {
+		if _, _, _, ok := mountAt(t, where); ok {
+			return false, "still mounted"
+		}
+		if _, err := os.Lstat(where); !os.IsNotExist(err) {
+			return false, fmt.Sprintf("mount point still there (%v)", err)
+		}
+		return true, ""
 	})
 
 	if out, err := sh(t, "sh", "-c", fmt.Sprintf("mkdir -p '%s' && timeout 60 mount -t nfs -o vers=4.2,soft %s:/b '%s'", where, nfsSrvIP, where)); err != nil {
