@@ -51,6 +51,9 @@ type actual struct {
 	// settling (see Observation.Settling).
 	instance string
 	settling time.Time
+	// lostOnce: it was usable and went down since it last was, so that
+	// its return is logged as "connection restored".
+	lostOnce bool
 }
 
 func newActual() actual { return actual{state: StateConnecting} }

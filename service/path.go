@@ -5,6 +5,8 @@ package service
 import (
 	"context"
 	"slices"
+
+	"github.com/storkeep/storkeep/logging"
 )
 
 // Path is what the network says about the way to a target's host.
@@ -73,6 +75,7 @@ func (s Spec) Host() string {
 // reset, however long it had grown.
 func (s *Service) pathChanged(host string, p Path) {
 	var again []*target
+	wasDown := false // some target on host had known the path unusable
 	s.mu.Lock()
 	if s.hostUsedLocked(host) {
 		s.hostPaths[host] = p
@@ -84,6 +87,7 @@ func (s *Service) pathChanged(host string, p Path) {
 		}
 		was, known := t.path, t.pathKnown
 		t.path, t.pathKnown = p, true
+		wasDown = wasDown || (known && !was.Usable)
 		for c := range t.cids {
 			ev.CIDs = append(ev.CIDs, c)
 		}
@@ -98,10 +102,13 @@ func (s *Service) pathChanged(host string, p Path) {
 		s.publishLocked(Event{Type: EventPath, Path: &ev})
 	}
 	s.mu.Unlock()
-	if p.Usable {
+	switch {
+	case p.Usable && wasDown:
+		s.log.Info("network path usable", logging.PathUp.Attr(), "host", host, "link", p.Link, "reconnecting", len(again))
+	case p.Usable:
 		s.log.Info("network path usable", "host", host, "link", p.Link, "reconnecting", len(again))
-	} else {
-		s.log.Warn("network path not usable", "host", host, "why", p.Detail, "cids", len(ev.CIDs))
+	default:
+		s.log.Warn("network path not usable", logging.PathDown.Attr(), "host", host, "why", p.Detail, "cids", len(ev.CIDs))
 	}
 	for _, t := range again {
 		if l, ok := s.opts.Backends[t.spec.Kind].(PathListener); ok {

@@ -4,8 +4,11 @@ package service
 
 import (
 	"context"
+	"log/slog"
 	"slices"
 	"time"
+
+	"github.com/storkeep/storkeep/logging"
 )
 
 // target is one real connection on the host and the CIDs that refer to it.
@@ -207,6 +210,10 @@ func (s *Service) report(t *target, act action) {
 	var changed bool
 	switch act.report {
 	case reportUsable:
+		if !a.usable && a.lostOnce {
+			s.logPerCIDLocked(t, slog.LevelInfo, "connection restored", logging.ConnectionRestored.Attr())
+		}
+		a.lostOnce = false
 		changed = a.becameUsable(act.obs, now)
 		if len(t.cids) == 0 {
 			// Unmanaged while connecting: the release pass follows.
@@ -215,16 +222,18 @@ func (s *Service) report(t *target, act action) {
 	case reportSettling:
 		changed = a.beganSettling(now)
 	case reportLost:
+		a.lostOnce = a.lostOnce || a.usable
 		changed = a.lost(act.err, now)
-		s.log.Warn("connection lost", "target", string(t.key), "err", act.err)
+		s.logPerCIDLocked(t, slog.LevelWarn, "connection lost", logging.ConnectionLost.Attr(), "err", act.err)
 	case reportFailed:
 		changed = a.failed(act.err, len(t.cids) > 0, act.backoff, act.until.Sub(now), now)
 		s.log.Debug("attempt failed; next attempt scheduled", "target", string(t.key),
 			"backoff", act.backoff, "in", act.until.Sub(now).Round(time.Millisecond), "err", act.err)
 	case reportPathDown:
 		if a.usable {
-			s.log.Warn("connection lost: network path down; keeping it for when the path is back",
-				"target", string(t.key), "err", act.err)
+			a.lostOnce = true
+			s.logPerCIDLocked(t, slog.LevelWarn, "connection lost: network path down; keeping it for when the path is back",
+				logging.ConnectionLost.Attr(), "err", act.err)
 		}
 		changed = a.pathIsDown(act.err, now)
 	case reportBlamePath:
@@ -310,5 +319,23 @@ func (s *Service) forgetTarget(t *target, hasRecord bool) {
 			// The record stays; the next start retries the (no-op) release.
 			s.log.Error("could not forget target record", "target", string(t.key), "err", err)
 		}
+	}
+}
+
+// logPerCIDLocked logs one line per CID of t (one with no CID when none
+// refers to it), each with its "cid" and the "target", so that every CID's
+// lines can be found by itself (journalctl CID=vm1-disk).
+func (s *Service) logPerCIDLocked(t *target, level slog.Level, msg string, args ...any) {
+	cids := make([]CID, 0, len(t.cids))
+	for c := range t.cids {
+		cids = append(cids, c)
+	}
+	slices.Sort(cids)
+	if len(cids) == 0 {
+		s.log.Log(context.Background(), level, msg, append([]any{"target", string(t.key)}, args...)...)
+		return
+	}
+	for _, c := range cids {
+		s.log.Log(context.Background(), level, msg, append([]any{"cid", string(c), "target", string(t.key)}, args...)...)
 	}
 }

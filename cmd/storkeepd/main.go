@@ -18,6 +18,7 @@ import (
 	"github.com/storkeep/storkeep/backends/iscsi"
 	"github.com/storkeep/storkeep/backends/nfs"
 	skdbus "github.com/storkeep/storkeep/dbus"
+	"github.com/storkeep/storkeep/logging"
 	"github.com/storkeep/storkeep/netmon"
 	"github.com/storkeep/storkeep/policy"
 	"github.com/storkeep/storkeep/ratelog"
@@ -129,7 +130,10 @@ func run() error {
 	defer lock.Close()
 	level := new(slog.LevelVar)
 	level.Set(logLevel(cfg.Daemon.LogLevel))
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	// Under systemd, stderr is the journal: native entries, with fields
+	// (journalctl -p warning -u storkeepd, journalctl CID=vm1-disk).
+	log := slog.New(logging.New(os.Stderr, logging.Options{Level: level,
+		Journal: logging.StderrIsJournal(), Identifier: "storkeepd"}))
 
 	store, fixed, err := service.OpenStore(f.stateDir)
 	if err != nil {
