@@ -17,8 +17,8 @@ type eventLog struct {
 }
 
 func (l *eventLog) Enabled(context.Context, slog.Level) bool { return true }
-func (l *eventLog) WithAttrs([]slog.Attr) slog.Handler        { return l }
-func (l *eventLog) WithGroup(string) slog.Handler             { return l }
+func (l *eventLog) WithAttrs([]slog.Attr) slog.Handler       { return l }
+func (l *eventLog) WithGroup(string) slog.Handler            { return l }
 func (l *eventLog) Handle(_ context.Context, r slog.Record) error {
 	var ev, cid string
 	r.Attrs(func(a slog.Attr) bool {
