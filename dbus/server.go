@@ -64,6 +64,9 @@ type Server struct {
 
 	mu      sync.Mutex // guards emitted
 	emitted map[service.CID]service.Status
+
+	// pings are Ping's round trips through Serve's loop.
+	pings chan chan struct{}
 }
 
 // NewServer exports the API on conn. It does not request the bus name:
@@ -76,7 +79,8 @@ func NewServer(c *Conn, opts Options) (*Server, error) {
 	opts.Limits = opts.Limits.withDefaults()
 	s := &Server{conn: conn, swap: c.swap, filter: c.filter, svc: opts.Service, auth: opts.Authorizer, log: opts.Logger,
 		ver: opts.Version, emitted: make(map[service.CID]service.Status),
-		waits: newWaitTable(), refused: opts.Refused, callerUID: opts.CallerUID}
+		waits: newWaitTable(), refused: opts.Refused, callerUID: opts.CallerUID,
+		pings: make(chan chan struct{})}
 	s.lim.Store(&opts.Limits)
 	if s.filter != nil {
 		s.filter.setLogger(s.log)
@@ -170,7 +174,28 @@ func (s *Server) Serve(ctx context.Context) error {
 			return nil
 		case <-sub.Ready():
 			s.emit(sub.Take())
+		case done := <-s.pings:
+			close(done)
 		}
+	}
+}
+
+// Ping returns nil once Serve's loop, which owns the bus name and sends
+// every change signal, has answered it: a round trip that a wedged loop
+// never finishes (the watchdog's question). Before Serve owns the name
+// and after it returns, Ping waits until ctx is done.
+func (s *Server) Ping(ctx context.Context) error {
+	done := make(chan struct{})
+	select {
+	case s.pings <- done:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 

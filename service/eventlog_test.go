@@ -113,3 +113,24 @@ func TestPathDownAndUpAreTagged(t *testing.T) {
 		return log.has("path-up ") && log.has("connection-restored c1")
 	})
 }
+
+func TestCounts(t *testing.T) {
+	paths := newFakePaths()
+	ts := newTestService(t, withPaths(paths))
+	a, b := specFor(t, nfsA), specFor(t, iscsiA)
+	ts.manage("c1", a)
+	ts.manage("c2", a)
+	ts.manage("c3", b)
+	ts.waitConnected("c1")
+	ts.waitConnected("c3")
+	if got, want := ts.svc.Counts(), (Counts{Managed: 3, Connected: 3}); got != want {
+		t.Fatalf("Counts = %+v; want %+v", got, want)
+	}
+	paths.send(t, "files.example", pathUp)
+	ts.waitIdle(a.Target)
+	paths.send(t, "files.example", pathDown)
+	eventually(t, "the path's CIDs count as retrying, its host as a path down", func() bool {
+		return ts.svc.Counts() == Counts{Managed: 3, Connected: 1, Retrying: 2, PathsDown: 1}
+	})
+	ts.svc.Ping()
+}

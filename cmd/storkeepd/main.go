@@ -215,11 +215,15 @@ func run() error {
 	go func() { logStats(ctx, log, usr1, srv.Waits); close(statsDone) }()
 	refusedDone := make(chan struct{})
 	go func() { refused.Run(ctx); close(refusedDone) }()
+	notifyDone := make(chan struct{})
+	go func() { newNotifier(svc, srv, log).run(ctx); close(notifyDone) }()
 	serveErr := srv.Serve(ctx)
+	_ = sdNotify("STOPPING=1")
 	cancel()
 	<-done
 	<-statsDone
 	<-refusedDone
+	<-notifyDone
 	if serveErr != nil {
 		return serveErr
 	}
