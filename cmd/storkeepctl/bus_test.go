@@ -5,7 +5,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
 	"os/exec"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -144,6 +146,10 @@ func (c fakeConnection) Wait(msg dbus.Message, usec uint64, _ map[string]dbus.Va
 	if cid == "up" {
 		return nil
 	}
+	if cid == "slow" {
+		// Times out as the daemon does: at the end of the wait.
+		time.Sleep(min(time.Duration(usec)*time.Microsecond, 5*time.Second))
+	}
 	return fdErr(skdbus.ErrorTimeout, "not connected: mount: connection refused")
 }
 
@@ -154,6 +160,36 @@ func (c fakeConnection) Reconnect(msg dbus.Message, _ map[string]dbus.Variant) *
 	c.f.reconn = append(c.f.reconn, cid)
 	c.f.mu.Unlock()
 	return nil
+}
+
+// fakeProperties serves Properties: the manager's Version, and every
+// property of a connection object.
+type fakeProperties struct{ f *fakeDaemon }
+
+func (p fakeProperties) Get(msg dbus.Message, iface, name string) (dbus.Variant, *dbus.Error) {
+	props, err := p.GetAll(msg, iface)
+	if err != nil {
+		return dbus.Variant{}, err
+	}
+	v, ok := props[name]
+	if !ok {
+		return dbus.Variant{}, fdErr("org.freedesktop.DBus.Error.UnknownProperty", name)
+	}
+	return v, nil
+}
+
+func (p fakeProperties) GetAll(msg dbus.Message, iface string) (map[string]dbus.Variant, *dbus.Error) {
+	path, _ := msg.Headers[dbus.FieldPath].Value().(dbus.ObjectPath)
+	if path == skdbus.RootPath && iface == skdbus.ManagerInterface {
+		return map[string]dbus.Variant{"Version": dbus.MakeVariant("1.2.3-fake")}, nil
+	}
+	p.f.mu.Lock()
+	defer p.f.mu.Unlock()
+	props, ok := p.f.objects[path][iface]
+	if !ok {
+		return nil, fdErr("org.freedesktop.DBus.Error.UnknownInterface", iface)
+	}
+	return props, nil
 }
 
 // startFake starts a private bus with a fakeDaemon on it and returns the
@@ -182,6 +218,12 @@ func startFake(t *testing.T) (*fakeDaemon, string) {
 	}
 	if err := conn.ExportSubtree(fakeConnection{f}, skdbus.RootPath+"/connection", skdbus.ConnInterface); err != nil {
 		t.Fatal(err)
+	}
+	// godbus looks a path's handlers up at its nearest export only.
+	for _, p := range []dbus.ObjectPath{skdbus.RootPath, skdbus.RootPath + "/connection"} {
+		if err := conn.ExportSubtree(fakeProperties{f}, p, skdbus.PropertiesIface); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if reply, err := conn.RequestName(skdbus.BusName, dbus.NameFlagDoNotQueue); err != nil || reply != dbus.RequestNameReplyPrimaryOwner {
 		t.Fatalf("RequestName: %v, %v", reply, err)
@@ -214,6 +256,34 @@ func runCtl(ctx context.Context, addr, stdin string, args ...string) (code int, 
 	code = c.run(ctx, append([]string{"--bus", addr}, args...))
 	return code, out.String(), errOut.String()
 }
+
+const listPrefixJSON = `{
+  "db1": {
+    "CID": "db1",
+    "Connected": false,
+    "ConnectionInfo": {},
+    "Kind": "nfs",
+    "LastError": "",
+    "LastErrorMessage": "",
+    "Managed": true,
+    "State": "connecting",
+    "Target": "nfs://srv/a",
+    "URI": "nfs://srv/a"
+  },
+  "down": {
+    "CID": "down",
+    "Connected": false,
+    "ConnectionInfo": {},
+    "Kind": "nfs",
+    "LastError": "",
+    "LastErrorMessage": "",
+    "Managed": true,
+    "State": "connecting",
+    "Target": "nfs://srv/c",
+    "URI": "nfs://srv/c"
+  }
+}
+`
 
 func TestAgainstFakeDaemon(t *testing.T) {
 	f, addr := startFake(t)
@@ -249,37 +319,45 @@ func TestAgainstFakeDaemon(t *testing.T) {
 				"\"x\\ny\"              nfs   connecting  no         nfs://srv/b        -\n" +
 				"host/nfs/srv:/data  nfs   connecting  yes        nfs://srv/data     -\n"},
 		{name: "list prefix json", args: []string{"list", "--json", "--prefix", "d"},
-			stdout: `{
-  "db1": {
-    "connected": false,
-    "connectionInfo": {},
-    "kind": "nfs",
-    "lastError": "",
-    "lastErrorMessage": "",
-    "managed": true,
-    "state": "connecting",
-    "target": "nfs://srv/a",
-    "uri": "nfs://srv/a"
-  },
-  "down": {
-    "connected": false,
-    "connectionInfo": {},
-    "kind": "nfs",
-    "lastError": "",
-    "lastErrorMessage": "",
-    "managed": true,
-    "state": "connecting",
-    "target": "nfs://srv/c",
-    "uri": "nfs://srv/c"
-  }
-}
-`},
+			stdout: listPrefixJSON},
+		{name: "list -o json", args: []string{"list", "-o", "json", "--prefix", "d"}, stdout: listPrefixJSON},
+		{name: "list --output=json", args: []string{"list", "--output=json", "--prefix", "d"}, stdout: listPrefixJSON},
+		{name: "list -o wide", args: []string{"list", "-o", "wide", "--prefix", "d"},
+			stdout: "CID   MANAGED  KIND  STATE       CONNECTED  TARGET       URI          LAST ERROR  MESSAGE\n" +
+				"db1   yes      nfs   connecting  no         nfs://srv/a  nfs://srv/a  -           -\n" +
+				"down  yes      nfs   connecting  no         nfs://srv/c  nfs://srv/c  -           -\n"},
+		{name: "list -o bad", args: []string{"list", "-o", "yaml"}, code: 2,
+			stderr: "storkeepctl: list: invalid value \"yaml\" for flag -o: \"yaml\" is not an output format (table, wide or json)\nTry 'storkeepctl help list'.\n"},
 		{name: "show", args: []string{"show", "db1"},
 			stdout: "CID: db1\nURI: nfs://srv/a\nKind: nfs\nTarget: nfs://srv/a\nManaged: true\nConnected: false\n" +
 				"State: connecting\nLastError: -\nLastErrorTime: never\nConnectedSince: -\nConnectionInfo: {\"port\": 2049}\n"},
 		{name: "show unmanaged host connection", args: []string{"show", "host/nfs/srv:/data"},
-			stdout: "cid: host/nfs/srv:/data\nconnected: true\nconnectionInfo: {}\nkind: nfs\nlastError: -\nlastErrorMessage: -\n" +
-				"managed: false\nstate: connecting\ntarget: nfs://srv/data\nuri: nfs://srv/data\n"},
+			stdout: "CID: host/nfs/srv:/data\nURI: nfs://srv/data\nKind: nfs\nTarget: nfs://srv/data\nManaged: false\nConnected: true\n" +
+				"State: connecting\nLastError: -\nLastErrorMessage: -\nConnectionInfo: {}\n"},
+		{name: "show -o json", args: []string{"show", "db1", "-o", "json"},
+			stdout: "{\n  \"CID\": \"db1\",\n  \"Connected\": false,\n  \"ConnectedSince\": 0,\n" +
+				"  \"ConnectionInfo\": {\n    \"port\": 2049\n  },\n  \"Kind\": \"nfs\",\n  \"LastError\": \"\",\n  \"LastErrorTime\": 0,\n  \"Managed\": true,\n" +
+				"  \"State\": \"connecting\",\n  \"Target\": \"nfs://srv/a\",\n  \"URI\": \"nfs://srv/a\"\n}\n"},
+		{name: "show -p", args: []string{"show", "db1", "-p", "State,Connected", "-p", "lasterror"},
+			stdout: "State: connecting\nConnected: false\nLastError: -\n"},
+		{name: "show -p --value", args: []string{"show", "-p", "State", "--value", "-p", "LastError,LastErrorTime,Connected,URI", "db1"},
+			stdout: "connecting\n\n\nfalse\nnfs://srv/a\n"},
+		{name: "show -p unknown", args: []string{"show", "db1", "-p", "Nope"}, code: 1,
+			stderr: "storkeepctl: show: db1 has no property Nope (it has CID, URI, Kind, Target, Managed, Connected, State, LastError, LastErrorTime, ConnectedSince, ConnectionInfo)\n"},
+		{name: "show -p -o json", args: []string{"show", "db1", "-p", "State", "-o", "json"},
+			stdout: "{\n  \"State\": \"connecting\"\n}\n"},
+		{name: "show a URI", args: []string{"show", "nfs://srv/a"}, code: 2,
+			stderr: "storkeepctl: show: nfs://srv/a looks like a target URI; show takes a CID (storkeepctl list shows them)\nTry 'storkeepctl help show'.\n"},
+		{name: "manage in the wrong order", args: []string{"manage", "db9", "nfs://srv/a"}, code: 2,
+			stderr: "storkeepctl: manage: nfs://srv/a looks like a target URI; manage takes the URI first, then the CID (storkeepctl manage nfs://srv/a db9)\nTry 'storkeepctl help manage'.\n"},
+		{name: "status", args: []string{"status"},
+			stdout: "Version:          1.2.3-fake\n" +
+				"Managed:          4 (0 connected, 4 connecting, 0 retrying)\n" +
+				"Paths down:       none\n" +
+				"Held:             none\n" +
+				"Bad state files:  none\n" +
+				"Disconnecting:    0\n" +
+				"On the host:      1 not managed by storkeep\n"},
 		{name: "show unknown", args: []string{"show", "nope"}, code: 3,
 			stderr: "storkeepctl: show: \"nope\" is not managed (UnknownCID)\n"},
 		{name: "wait", args: []string{"wait", "up", "--timeout", "1500ms"}, stdout: "up: connected\n"},
@@ -373,5 +451,31 @@ func TestMonitorAgainstFakeDaemon(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("monitor did not stop")
+	}
+}
+
+func TestWaitProgressOnATerminal(t *testing.T) {
+	_, addr := startFake(t)
+	ctx := context.Background()
+	if code, _, stderr := runCtl(ctx, addr, "", "manage", "nfs://srv/s", "slow"); code != 0 {
+		t.Fatalf("manage: %d %s", code, stderr)
+	}
+	var out, errOut lockedBuffer
+	c := &cli{stdin: strings.NewReader(""), stdout: &out, stderr: &errOut, dial: dialBus,
+		terminal: func(w io.Writer) bool { return w == &out }}
+	code := c.run(ctx, []string{"--bus", addr, "wait", "slow", "--timeout", "2500ms"})
+	if code != exitTimeout {
+		t.Fatalf("exit %d, want %d; stderr %s", code, exitTimeout, errOut.String())
+	}
+	// Drawn once a second (the first after 1 s), in place, then erased.
+	want := `^(\rwaiting for slow: connecting \([12] s of 3 s\)\x1b\[K)+\r\x1b\[K$`
+	if got := out.String(); !regexp.MustCompile(want).MatchString(got) {
+		t.Errorf("stdout %q\nwant %q\nstderr %s", got, want, errOut.String())
+	}
+
+	// Not a terminal: nothing but the result.
+	code, stdout, _ := runCtl(ctx, addr, "", "wait", "slow", "--timeout", "1100ms")
+	if code != exitTimeout || stdout != "" {
+		t.Errorf("off a terminal: exit %d, stdout %q; want %d and nothing", code, stdout, exitTimeout)
 	}
 }

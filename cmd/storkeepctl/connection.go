@@ -22,7 +22,7 @@ func setupWait(fs *flag.FlagSet) runFunc {
 		if many.set() {
 			return c.waitMany(ctx, &many, args, timeout)
 		}
-		if err := wantArgs(args, "CID"); err != nil {
+		if err := wantCIDArgs("wait", args, "CID"); err != nil {
 			return err
 		}
 		if timeout <= 0 {
@@ -46,13 +46,14 @@ func (c *cli) wait(ctx context.Context, path dbus.ObjectPath, timeout time.Durat
 	if timeout <= 0 {
 		return usagef("the wait timeout must be positive")
 	}
+	defer c.showWaitProgress(ctx, path, timeout)()
 	return c.call(ctx, timeout+c.callTimeout, path, skdbus.ConnInterface+".Wait",
 		[]any{microseconds(timeout), noOptions()})
 }
 
 func setupReconnect(fs *flag.FlagSet) runFunc {
 	return func(ctx context.Context, c *cli, args []string) error {
-		if err := wantArgs(args, "CID"); err != nil {
+		if err := wantCIDArgs("reconnect", args, "CID"); err != nil {
 			return err
 		}
 		path, err := c.connectionPath(ctx, args[0])

@@ -39,7 +39,11 @@ const (
 	defaultWaitTimeout = 30 * time.Second
 )
 
+// version is set at build time (-ldflags "-X main.version=...").
+var version = "0.1.0~dev"
+
 const usageText = `Usage: storkeepctl [--bus system|session|ADDRESS] [--timeout D] COMMAND [ARGS]
+       storkeepctl --version
 
 Controls storkeepd, which keeps NFS and iSCSI connections alive.
 
@@ -50,17 +54,23 @@ Commands:
                         --wait D then waits up to D for the connection
   unmanage CID          stop managing CID
   unmanage --prefix P   stop managing every CID starting with P; print them
-  list [--prefix P] [--json] [--full]
+  list [--prefix P] [-o table|wide|json] [--full]
                         list connections: managed ones, then unmanaged ones
                         found on the host (their IDs contain '/')
-  show CID              print every property of CID's connection
+  show CID [-o table|json] [-p NAME]... [--value]
+                        print the properties of CID's connection (or only
+                        those named; --value: only their values)
+  status [-o table|json]
+                        the daemon's version, CIDs by state, paths down,
+                        held targets and state files that did not load
   wait CID [--timeout D]
                         wait up to D (default 30s) for CID to be connected
   wait --all | --prefix P [--timeout D]
                         wait up to D for every managed CID (starting with
                         P) to have been connected since the wait began
   reconnect CID         make storkeepd retry CID now
-  monitor [--json]      print changes as they happen, until interrupted
+  monitor [-o table|json]
+                        print changes as they happen, until interrupted
   help [COMMAND]        print this help, or the help of COMMAND
 
 Global flags (before or after COMMAND; "wait --timeout" is the wait's own):
@@ -75,7 +85,10 @@ CHAP passwords are read from the first line of a file, or of standard
 input for "-", never from the command line.
 
 Text output quotes (Go syntax) every CID or value that has characters a
-terminal would not print as-is; --json gives the exact values.
+terminal would not print as-is; -o json gives the exact values, under the
+D-Bus property names (CID, State, LastError, ...), and --json is the same
+as -o json. On a terminal, list cuts or drops columns to fit its width but
+never the CID or the target; -o wide (or a pipe) shows them whole.
 
 Exit status:
   0   success
@@ -105,11 +118,12 @@ func commands() []command {
 	return []command{
 		{"manage", "URI CID [--wait D] [--chap-user U --chap-password-file F] [--chap-user-in U --chap-password-in-file F]", setupManage},
 		{"unmanage", "CID | --prefix P", setupUnmanage},
-		{"list", "[--prefix P] [--json] [--full]", setupList},
-		{"show", "CID", setupShow},
+		{"list", "[--prefix P] [-o table|wide|json] [--full]", setupList},
+		{"show", "CID [-o table|json] [-p NAME]... [--value]", setupShow},
+		{"status", "[-o table|json]", setupStatus},
 		{"wait", "CID | --all | --prefix P [--timeout D]", setupWait},
 		{"reconnect", "CID", setupReconnect},
-		{"monitor", "[--json]", setupMonitor},
+		{"monitor", "[-o table|json]", setupMonitor},
 	}
 }
 
@@ -133,6 +147,9 @@ type cli struct {
 	callTimeout time.Duration
 	// dial connects to the bus; tests replace it.
 	dial func(ctx context.Context, bus string) (*dbus.Conn, error)
+	// terminal reports whether a stream is a terminal (nil: isTerminal);
+	// tests replace it.
+	terminal func(w io.Writer) bool
 
 	conn *dbus.Conn
 }
@@ -151,6 +168,7 @@ func (c *cli) run(ctx context.Context, args []string) int {
 	global.SetOutput(io.Discard)
 	global.Usage = func() {}
 	c.addGlobalFlags(global)
+	showVersion := global.Bool("version", false, "print the version and exit")
 	if err := global.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprint(c.stdout, usageText)
@@ -159,6 +177,10 @@ func (c *cli) run(ctx context.Context, args []string) int {
 		return c.fail("", usageError{err.Error()})
 	}
 	args = global.Args()
+	if *showVersion {
+		fmt.Fprintf(c.stdout, "storkeepctl %s\n", version)
+		return exitOK
+	}
 	if len(args) == 0 {
 		fmt.Fprint(c.stderr, usageText)
 		return exitUsage
@@ -172,7 +194,10 @@ func (c *cli) run(ctx context.Context, args []string) int {
 	}
 	cmd, ok := lookupCommand(name)
 	if !ok {
-		return c.fail("", usageError{fmt.Sprintf("unknown command %q", name)})
+		if looksLikeURI(name) {
+			return c.fail("", usagef("%s looks like a target URI; a command comes first (storkeepctl manage URI CID)", escapeText(name)))
+		}
+		return c.fail("", unknownCommand(name))
 	}
 	fs := newFlagSet(cmd)
 	runCmd := cmd.setup(fs)
@@ -203,6 +228,9 @@ func (c *cli) help(args []string) int {
 		return exitOK
 	}
 	cmd, ok := lookupCommand(args[0])
+	if !ok && len(args) == 1 {
+		return c.fail("help", unknownCommand(args[0]))
+	}
 	if !ok || len(args) > 1 {
 		return c.fail("help", usageError{fmt.Sprintf("unknown command %q", strings.Join(args, " "))})
 	}

@@ -114,6 +114,10 @@ func setupManage(fs *flag.FlagSet) runFunc {
 	fs.Var((*durationFlag)(&wait), "wait", "after managing, wait up to `duration` for the connection")
 	chap.declare(fs)
 	return func(ctx context.Context, c *cli, args []string) error {
+		if len(args) == 2 && !looksLikeURI(args[0]) && looksLikeURI(args[1]) {
+			return usagef("%s looks like a target URI; manage takes the URI first, then the CID (storkeepctl manage %s %s)",
+				escapeText(args[1]), escapeText(args[1]), escapeText(args[0]))
+		}
 		if err := wantArgs(args, "URI", "CID"); err != nil {
 			return err
 		}
@@ -144,7 +148,7 @@ func setupUnmanage(fs *flag.FlagSet) runFunc {
 	fs.Var(&prefix, "prefix", "unmanage every CID that starts with `prefix`")
 	return func(ctx context.Context, c *cli, args []string) error {
 		if !prefix.set {
-			if err := wantArgs(args, "CID"); err != nil {
+			if err := wantCIDArgs("unmanage", args, "CID"); err != nil {
 				return err
 			}
 			return c.manager(ctx, "Unmanage", []any{args[0], noOptions()})

@@ -26,15 +26,15 @@ const (
 )
 
 func setupMonitor(fs *flag.FlagSet) runFunc {
-	var asJSON bool
-	fs.BoolVar(&asJSON, "json", false, "print one JSON object per event")
+	var out outputFormat
+	declareOutput(fs, &out)
 	return func(ctx context.Context, c *cli, args []string) error {
 		if err := wantArgs(args); err != nil {
 			return err
 		}
 		ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 		defer stop()
-		return c.monitor(ctx, &monitor{w: c.stdout, json: asJSON, cids: map[dbus.ObjectPath]string{}})
+		return c.monitor(ctx, &monitor{w: c.stdout, json: out == outputJSON, cids: map[dbus.ObjectPath]string{}})
 	}
 }
 
@@ -186,23 +186,25 @@ func (m *monitor) cid(path dbus.ObjectPath) (cid string, label string) {
 	return "", escapeText(string(path))
 }
 
-// monitorEvent is one line of monitor --json.
+// monitorEvent is one line of monitor -o json. Its keys are spelled as
+// the D-Bus API spells names (CID, as the property; Changed holds
+// property names), like list's and show's.
 type monitorEvent struct {
-	Time        string                    `json:"time"`
-	Event       string                    `json:"event"`
-	CID         *string                   `json:"cid,omitempty"`
-	Path        string                    `json:"path,omitempty"`
-	Interface   string                    `json:"interface,omitempty"`
-	Changed     map[string]any            `json:"changed,omitempty"`
-	Invalidated []string                  `json:"invalidated,omitempty"`
-	Interfaces  map[string]map[string]any `json:"interfaces,omitempty"`
-	Removed     []string                  `json:"removedInterfaces,omitempty"`
+	Time        string                    `json:"Time"`
+	Event       string                    `json:"Event"`
+	CID         *string                   `json:"CID,omitempty"`
+	Path        string                    `json:"Path,omitempty"`
+	Interface   string                    `json:"Interface,omitempty"`
+	Changed     map[string]any            `json:"Changed,omitempty"`
+	Invalidated []string                  `json:"Invalidated,omitempty"`
+	Interfaces  map[string]map[string]any `json:"Interfaces,omitempty"`
+	Removed     []string                  `json:"RemovedInterfaces,omitempty"`
 	// path events
-	Host   string   `json:"host,omitempty"`
-	Usable *bool    `json:"usable,omitempty"`
-	Link   string   `json:"link,omitempty"`
-	Reason string   `json:"reason,omitempty"`
-	CIDs   []string `json:"cids,omitempty"`
+	Host   string   `json:"Host,omitempty"`
+	Usable *bool    `json:"Usable,omitempty"`
+	Link   string   `json:"Link,omitempty"`
+	Reason string   `json:"Reason,omitempty"`
+	CIDs   []string `json:"CIDs,omitempty"`
 }
 
 func (m *monitor) handle(now time.Time, sig *dbus.Signal) error {

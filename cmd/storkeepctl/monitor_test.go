@@ -5,6 +5,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -115,10 +116,10 @@ func TestMonitorJSON(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []string{
-		`{"time":"2026-03-01T15:04:05Z","event":"added","cid":"db1","path":"/org/storkeep/StorKeep1/connection/db1","interfaces":{"org.storkeep.StorKeep1.Connection":{"CID":"db1","ConnectionInfo":{"port":2049}}}}`,
-		`{"time":"2026-03-01T15:04:05Z","event":"changed","cid":"db1","path":"/org/storkeep/StorKeep1/connection/db1","interface":"org.storkeep.StorKeep1.Connection","changed":{"State":"connected"}}`,
-		`{"time":"2026-03-01T15:04:05Z","event":"removed","cid":"db1","path":"/org/storkeep/StorKeep1/connection/db1","removedInterfaces":["org.storkeep.StorKeep1.Connection"]}`,
-		`{"time":"2026-03-01T15:04:05Z","event":"daemon-stopped"}`,
+		`{"Time":"2026-03-01T15:04:05Z","Event":"added","CID":"db1","Path":"/org/storkeep/StorKeep1/connection/db1","Interfaces":{"org.storkeep.StorKeep1.Connection":{"CID":"db1","ConnectionInfo":{"port":2049}}}}`,
+		`{"Time":"2026-03-01T15:04:05Z","Event":"changed","CID":"db1","Path":"/org/storkeep/StorKeep1/connection/db1","Interface":"org.storkeep.StorKeep1.Connection","Changed":{"State":"connected"}}`,
+		`{"Time":"2026-03-01T15:04:05Z","Event":"removed","CID":"db1","Path":"/org/storkeep/StorKeep1/connection/db1","RemovedInterfaces":["org.storkeep.StorKeep1.Connection"]}`,
+		`{"Time":"2026-03-01T15:04:05Z","Event":"daemon-stopped"}`,
 	}
 	got := strings.Split(strings.TrimSuffix(buf.String(), "\n"), "\n")
 	if len(got) != len(want) {
@@ -166,7 +167,8 @@ func TestMonitorPathChanged(t *testing.T) {
 	if err := json.Unmarshal(buf.Bytes(), &ev); err != nil {
 		t.Fatalf("not JSON: %q: %v", buf.String(), err)
 	}
-	if ev["event"] != "path" || ev["host"] != "san" || ev["usable"] != false || ev["reason"] != "NoRoute: no route to 10.0.0.9" {
+	if ev["Event"] != "path" || ev["Host"] != "san" || ev["Usable"] != false || ev["Reason"] != "NoRoute: no route to 10.0.0.9" ||
+		!reflect.DeepEqual(ev["CIDs"], []any{"lun1"}) {
 		t.Fatalf("JSON event = %v", ev)
 	}
 }

@@ -70,10 +70,20 @@ func TestStorkeepctl(t *testing.T) {
 		t.Fatalf("manage nfs: code %d", code)
 	}
 
-	out, _, code = d.ctl(t, "list", "--json")
-	var l map[string]map[string]any
-	if code != 0 || json.Unmarshal([]byte(out), &l) != nil || l["ctl-nfs"]["kind"] != "nfs" {
-		t.Fatalf("list --json: code %d\n%s", code, out)
+	for _, args := range [][]string{{"list", "--json"}, {"list", "-o", "json"}, {"list", "--output=json"}} {
+		out, _, code = d.ctl(t, args...)
+		var l map[string]map[string]any
+		if code != 0 || json.Unmarshal([]byte(out), &l) != nil || l["ctl-nfs"]["Kind"] != "nfs" || l["ctl-nfs"]["CID"] != "ctl-nfs" {
+			t.Fatalf("%q: code %d\n%s", args, code, out)
+		}
+	}
+	out, _, code = d.ctl(t, "status")
+	if code != 0 || !strings.Contains(out, "Version:          "+testVersion+"\n") || !strings.Contains(out, "Managed:          2 (") {
+		t.Fatalf("status: code %d\n%s", code, out)
+	}
+	out, _, code = d.ctl(t, "show", "ctl-nfs", "-p", "Kind", "--value")
+	if code != 0 || out != "nfs\n" {
+		t.Fatalf("show -p Kind --value: code %d\n%q", code, out)
 	}
 	out, _, code = d.ctl(t, "list")
 	if code != 0 || !strings.Contains(out, "ctl-lun") || !strings.Contains(out, "ctl-nfs") {
