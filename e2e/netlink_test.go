@@ -198,6 +198,15 @@ func TestLinkDownAndUp(t *testing.T) {
 		if st := sessionState(sid); st == "" {
 			t.Errorf("iSCSI session %d is gone while the link was down", sid)
 		}
+		// What admins see: journalctl -p warning, journalctl CID=, the
+		// unit's status line and storkeepctl status.
+		checkJournalLost(t, start, nfsCID, isCID)
+		if text := checkStatusText(t, c); !strings.Contains(text, ", 2 paths down") {
+			t.Errorf("StatusText %q while both links are down; want 2 paths down", text)
+		}
+		if out := must(t, "storkeepctl", "status"); !strings.Contains(out, "Paths down:       2: ") {
+			t.Errorf("storkeepctl status while both links are down:\n%s", out)
+		}
 
 		start = time.Now()
 		setLinks(t, "up")
@@ -212,6 +221,8 @@ func TestLinkDownAndUp(t *testing.T) {
 			t.Errorf("session %d after the outage; want the same session %d", got, sid)
 		}
 		must(t, "sh", "-c", fmt.Sprintf("echo after-the-outage >'%s/net-e2e' && grep -q after-the-outage '%s/net-e2e'", where, where))
+		checkJournalRestored(t, start, nfsCID, isCID)
+		checkStatusText(t, c)
 	})
 
 	t.Run("20 fast flaps", func(t *testing.T) {
