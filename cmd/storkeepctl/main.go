@@ -258,7 +258,11 @@ func printCommandHelp(w io.Writer, cmd command) {
 		if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "0s" {
 			usage += fmt.Sprintf(" (default %s)", f.DefValue)
 		}
-		fmt.Fprintf(w, "  --%s%s\n        %s\n", f.Name, arg, usage)
+		dash := "--"
+		if len(f.Name) == 1 {
+			dash = "-" // -o, -p
+		}
+		fmt.Fprintf(w, "  %s%s%s\n        %s\n", dash, f.Name, arg, usage)
 	})
 	fmt.Fprint(w, "\nSee \"storkeepctl help\" for the exit status.\n")
 }

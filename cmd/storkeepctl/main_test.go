@@ -99,6 +99,8 @@ func TestRunUsage(t *testing.T) {
 		{[]string{"--help"}, 0, "Exit status:", ""},
 		{[]string{"help", "manage"}, 0, "--chap-password-file FILE", ""},
 		{[]string{"list", "-h"}, 0, "--prefix PREFIX", ""},
+		{[]string{"help", "show"}, 0, "  -p NAME\n", ""},
+		{[]string{"help", "list"}, 0, "  -o FORMAT\n        output format: table, wide or json (default table)\n  --output FORMAT\n", ""},
 		{[]string{"wait", "--help"}, 0, "(default 30s)", ""},
 		{[]string{"help", "nope"}, 2, "", `storkeepctl: help: unknown command "nope"`},
 		{[]string{"frobnicate"}, 2, "", `storkeepctl: unknown command "frobnicate"`},
