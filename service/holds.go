@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/storkeep/storkeep/logging"
 )
 
 // holds are the state files that did not load, and what they keep from
@@ -30,10 +32,10 @@ func (h *holds) set(bad []BadFile, log *slog.Logger) {
 	for _, b := range bad {
 		if b.Target != "" {
 			log.Error("state file did not load; its target is held: never disconnected until the file is fixed or removed",
-				"path", b.Path, "target", string(b.Target), "err", b.Err)
+				logging.Held.Attr(), "path", b.Path, "target", string(b.Target), "err", b.Err)
 		} else {
 			log.Error("state file did not load and names no target it can be read for; every disconnect is held until it is fixed or removed",
-				"path", b.Path, "err", b.Err)
+				logging.Held.Attr(), "path", b.Path, "err", b.Err)
 		}
 	}
 }

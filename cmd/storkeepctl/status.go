@@ -35,6 +35,9 @@ type daemonStatus struct {
 	// Held: entries kept, never torn down, because a state file that may
 	// name them did not load (LastError BadStateFile).
 	Held []string
+	// HoldsAll: a state file that names no target holds every
+	// disconnect (its ConnectionInfo "held" is "all").
+	HoldsAll bool
 	// BadStateFiles: the state files that did not load (statefile/...).
 	BadStateFiles []string
 	// Disconnecting: real connections no CID refers to any more, being
@@ -87,19 +90,23 @@ func summarize(conns map[string]map[string]dbus.Variant) daemonStatus {
 	for _, id := range listOrder(conns) {
 		e := conns[id]
 		lastErr := stringKey(e, skdbus.ListLastError)
+		managed := boolKey(e, skdbus.ListManaged)
 		switch {
 		case strings.HasPrefix(id, stateFilePrefix):
 			st.BadStateFiles = append(st.BadStateFiles, id)
+			info, _ := unwrapVariant(e[skdbus.ListConnectionInfo]).(map[string]dbus.Variant)
+			st.HoldsAll = st.HoldsAll || unwrapVariant(info["held"]) == "all"
 			continue
 		case lastErr == errBadStateFile:
 			st.Held = append(st.Held, id)
-		}
-		if !boolKey(e, skdbus.ListManaged) {
-			if strings.HasPrefix(id, unmanagedPrefix) {
-				st.Disconnecting++
-			} else if lastErr != errBadStateFile {
-				st.HostConnections++
+			if !managed {
+				continue
 			}
+		case !managed && strings.HasPrefix(id, unmanagedPrefix):
+			st.Disconnecting++
+			continue
+		case !managed:
+			st.HostConnections++
 			continue
 		}
 		st.Managed++
@@ -150,11 +157,15 @@ func (st daemonStatus) rows() [][]string {
 		}
 		paths = fmt.Sprintf("%d: %s", len(st.PathsDown), strings.Join(parts, "; "))
 	}
+	held := countedList(st.Held)
+	if st.HoldsAll {
+		held = "every disconnect (a state file that did not load names no target)"
+	}
 	return [][]string{
 		{"Version:", cell(st.Version)},
 		{"Managed:", managed},
 		{"Paths down:", paths},
-		{"Held:", countedList(st.Held)},
+		{"Held:", held},
 		{"Bad state files:", countedList(st.BadStateFiles)},
 		{"Disconnecting:", fmt.Sprint(st.Disconnecting)},
 		{"On the host:", fmt.Sprintf("%d not managed by storkeep", st.HostConnections)},

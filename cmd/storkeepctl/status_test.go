@@ -32,16 +32,16 @@ func TestSummarize(t *testing.T) {
 		"db":          entry(true, true, "connected", "", nil),
 		"new":         entry(true, false, "connecting", "", nil),
 		"broken":      entry(true, false, "retrying", "LoginFailed", nil),
-		"kept":        entry(true, true, "connected", "BadStateFile", nil),
+		"unmanaged/h": entry(false, true, "connected", "BadStateFile", nil),
 		"statefile/x": entry(false, false, "retrying", "BadStateFile", nil),
 		"unmanaged/t": entry(false, false, "disconnecting", "", nil),
 		"nfs/mount7":  entry(false, true, "connected", "", nil),
 	}
 	got := summarize(conns)
 	want := daemonStatus{
-		Managed: 7, Connected: 2, Connecting: 1, Retrying: 4,
+		Managed: 6, Connected: 1, Connecting: 1, Retrying: 4,
 		PathsDown:     []pathDown{{"10.251.0.1", []string{"vm1-disk", "vm2-disk"}}, {"san", []string{"vm1-lun"}}},
-		Held:          []string{"kept"},
+		Held:          []string{"unmanaged/h"},
 		BadStateFiles: []string{"statefile/x"},
 		Disconnecting: 1, HostConnections: 1,
 	}
@@ -53,8 +53,8 @@ func TestSummarize(t *testing.T) {
 	for _, r := range got.rows() {
 		b.WriteString(r[0] + " " + r[1] + "\n")
 	}
-	wantText := "Version: 1.0\nManaged: 7 (2 connected, 1 connecting, 4 retrying)\n" +
-		"Paths down: 2: 10.251.0.1 (vm1-disk, vm2-disk); san (vm1-lun)\nHeld: 1: kept\n" +
+	wantText := "Version: 1.0\nManaged: 6 (1 connected, 1 connecting, 4 retrying)\n" +
+		"Paths down: 2: 10.251.0.1 (vm1-disk, vm2-disk); san (vm1-lun)\nHeld: 1: unmanaged/h\n" +
 		"Bad state files: 1: statefile/x\nDisconnecting: 1\nOn the host: 1 not managed by storkeep\n"
 	if b.String() != wantText {
 		t.Errorf("text\n%s\nwant\n%s", b.String(), wantText)
@@ -68,12 +68,25 @@ func TestSummarize(t *testing.T) {
 	if err := json.Unmarshal(b.Bytes(), &m); err != nil {
 		t.Fatal(err)
 	}
-	for _, k := range []string{"Version", "Managed", "Connected", "Connecting", "Retrying", "PathsDown", "Held", "BadStateFiles", "Disconnecting", "HostConnections"} {
+	for _, k := range []string{"Version", "Managed", "Connected", "Connecting", "Retrying", "PathsDown", "Held", "HoldsAll", "BadStateFiles", "Disconnecting", "HostConnections"} {
 		if _, ok := m[k]; !ok {
 			t.Errorf("JSON lacks %s: %s", k, b.String())
 		}
 	}
 	if strings.Contains(b.String(), "null") {
 		t.Errorf("JSON has null: %s", b.String())
+	}
+}
+
+func TestSummarizeHoldsAll(t *testing.T) {
+	conns := map[string]map[string]dbus.Variant{
+		"statefile/torn": entry(false, false, "retrying", "BadStateFile", map[string]any{"held": "all", "path": "/x"}),
+	}
+	st := summarize(conns)
+	if !st.HoldsAll || len(st.BadStateFiles) != 1 {
+		t.Fatalf("summarize = %+v; want HoldsAll and one bad file", st)
+	}
+	if r := st.rows()[3]; r[1] != "every disconnect (a state file that did not load names no target)" {
+		t.Errorf("Held row %q", r)
 	}
 }
