@@ -180,25 +180,6 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 }
 
-// Ping returns nil once Serve's loop, which owns the bus name and sends
-// every change signal, has answered it: a round trip that a wedged loop
-// never finishes (the watchdog's question). Before Serve owns the name
-// and after it returns, Ping waits until ctx is done.
-func (s *Server) Ping(ctx context.Context) error {
-	done := make(chan struct{})
-	select {
-	case s.pings <- done:
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
 // connectionLost logs the loss of the bus connection and returns it as an
 // error, with the read error that ended it when there was one.
 func (s *Server) connectionLost() error {
