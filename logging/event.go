@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package logging is storkeepd's log output: native journal entries when
 // stderr is the journal (PRIORITY from the level, CID=, TARGET=, ERROR=
 // fields, a MESSAGE_ID per kind of event), plain text otherwise.

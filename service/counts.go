@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 package service
 
 // Counts sums up the managed CIDs for the daemon's one-line status

@@ -49,7 +49,8 @@ func readScript(t *testing.T, path string) string {
 }
 
 var (
-	flagRE   = regexp.MustCompile(`--([a-z][a-z-]*)`)
+	// A flag: --name, or -x for a one-letter one (-o, -p).
+	flagRE   = regexp.MustCompile(`(?:--([a-z][a-z-]+)|(?:^|[^a-z-])-([a-z])\b)`)
 	caseArm  = regexp.MustCompile(`(?m)^\s*\(?([a-z]+)\)`)
 	beginEnd = regexp.MustCompile(`(?s)Flags of each command \(begin.*?\n(.*)Flags of each command \(end\)`)
 )
@@ -73,7 +74,7 @@ func scriptFlags(t *testing.T, script string) map[string][]string {
 		}
 		out[name] = []string{}
 		for _, f := range flagRE.FindAllStringSubmatch(block[a[1]:end], -1) {
-			out[name] = append(out[name], f[1])
+			out[name] = append(out[name], f[1]+f[2])
 		}
 	}
 	return out
@@ -116,14 +117,14 @@ func TestCompletionKnowsEveryCommandAndFlag(t *testing.T) {
 				}
 				m = regexp.MustCompile(`(?s)global_flags=\((.*?)\n\s*\)`).FindStringSubmatch(script)
 				for _, f := range flagRE.FindAllStringSubmatch(m[1], -1) {
-					gotGlobal = append(gotGlobal, f[1])
+					gotGlobal = append(gotGlobal, f[1]+f[2])
 				}
 			} else {
 				m := regexp.MustCompile(`local commands="([^"]*)"`).FindStringSubmatch(script)
 				gotCmds = strings.Fields(m[1])
 				m = regexp.MustCompile(`local global_flags="([^"]*)"`).FindStringSubmatch(script)
 				for _, f := range flagRE.FindAllStringSubmatch(m[1], -1) {
-					gotGlobal = append(gotGlobal, f[1])
+					gotGlobal = append(gotGlobal, f[1]+f[2])
 				}
 				// Every flag that takes a value, and no other, is in valued.
 				want := map[string]bool{}
@@ -137,7 +138,7 @@ func TestCompletionKnowsEveryCommandAndFlag(t *testing.T) {
 				m = regexp.MustCompile(`local valued="([^"]*)"`).FindStringSubmatch(script)
 				var got []string
 				for _, f := range flagRE.FindAllStringSubmatch(m[1], -1) {
-					got = append(got, f[1])
+					got = append(got, f[1]+f[2])
 				}
 				if g, w := strings.Join(sorted(got), " "), strings.Join(keys(want), " "); g != w {
 					t.Errorf("flags that take a value: script has %q, storkeepctl %q", g, w)
@@ -218,17 +219,21 @@ func TestBashCompletion(t *testing.T) {
 			t.Errorf("complete %q: got %q, want %q", line, got, want)
 		}
 	}
-	check("manage unmanage list show wait reconnect monitor help", "storkeepctl", "")
+	check("manage unmanage list show status wait reconnect monitor help", "storkeepctl", "")
 	check("manage monitor", "storkeepctl", "--bus", "session", "m")
-	check("--bus --timeout --help", "storkeepctl", "-")
+	check("--bus --timeout --help --version", "storkeepctl", "-")
 	check("system session", "storkeepctl", "--bus", "s")
-	check("--prefix --json --full --bus --timeout --help", "storkeepctl", "list", "-")
+	check("--prefix -o --output --json --full --bus --timeout --help", "storkeepctl", "list", "-")
+	check("table wide json", "storkeepctl", "list", "-o", "")
+	check("json", "storkeepctl", "show", "vm1-disk", "--output", "j")
+	check("State", "storkeepctl", "show", "vm1-disk", "-p", "Sta")
 	check("nfs:// iscsi://", "storkeepctl", "manage", "")
 	check("", "storkeepctl", "manage", "nfs://x/y", "")
 	check("vm1-disk vm1\\ lun vm2-disk", "storkeepctl", "--bus", "session", "show", "vm")
 	check("vm1-disk vm1\\ lun vm2-disk", "storkeepctl", "wait", "--timeout", "5s", "v")
 	check("", "storkeepctl", "wait", "vm1-disk", "")
 	check("vm1-disk vm1\\ lun vm2-disk", "storkeepctl", "unmanage", "--prefix", "")
+	check("show status", "storkeepctl", "help", "s")
 	check("show", "storkeepctl", "help", "sh")
 
 	b, err := os.ReadFile(log)
@@ -295,8 +300,12 @@ func TestManPageKnowsEveryCommandAndFlag(t *testing.T) {
 			continue
 		}
 		for _, f := range keys(perCmd[cmd.name]) {
-			if !strings.Contains(body, "--"+f) {
-				t.Errorf("storkeepctl.1: %s does not describe --%s", cmd.name, f)
+			name := "--" + f
+			if len(f) == 1 {
+				name = "-" + f // -o, -p
+			}
+			if !strings.Contains(body, name) {
+				t.Errorf("storkeepctl.1: %s does not describe %s", cmd.name, name)
 			}
 		}
 	}
