@@ -111,11 +111,11 @@ func TestBackoffRunsOnTheServiceClock(t *testing.T) {
 	ts.waitIdle(spec.Target)
 	ts.be.fail(spec.Target, opConnect, nil)
 
-	clock.advance(50 * time.Minute)
+	clock.advance(45 * time.Minute) // short of the hour less its jitter (-20 %: 48 min)
 	ts.waitIdle(spec.Target)
 	if n := ts.be.count(spec.Target, opConnect); n != 1 {
 		t.Fatalf("%d attempts before the backoff ran out; want 1", n)
 	}
-	clock.advance(25 * time.Minute) // past the hour and its jitter (up to +20 %: 72 min)
+	clock.advance(30 * time.Minute) // past the hour and its jitter (+20 %: 72 min)
 	ts.waitConnected("a")
 }
