@@ -83,6 +83,7 @@ func (a *actual) originFound(preexisting bool) bool {
 func (a *actual) becameUsable(obs Observation, now time.Time) bool {
 	a.settling = time.Time{}
 	a.instance = obs.Instance
+	a.lostOnce = false
 	if a.usable && a.state == StateConnected && infoEqual(a.info, obs.Info) {
 		return false
 	}
@@ -190,7 +191,12 @@ func (a *actual) gone() bool {
 	return true
 }
 
+// restoring reports whether a look that finds the target usable now
+// restores a connection that was lost (not a first connect).
+func (a *actual) restoring() bool { return !a.usable && a.lostOnce }
+
 func (a *actual) down(err *ConnError, now time.Time) {
+	a.lostOnce = a.lostOnce || a.usable
 	a.usable = false
 	a.since = time.Time{}
 	a.settling = time.Time{}

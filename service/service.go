@@ -21,7 +21,7 @@
 //     takes it.
 //   - Actual state (target.actual: presence, usable, origin, state, last
 //     error and its time, since, attempts, backoff, next attempt, info,
-//     instance, settling) by the target's pass only, through the methods
+//     instance, settling, lost-once) by the target's pass only, through the methods
 //     of actual (actual.go), each carrying out one outcome decide chose;
 //     at start the loader sets origin from the target records.
 //   - The path (target.path, pathKnown) by pathChanged, and by the pass

@@ -210,10 +210,9 @@ func (s *Service) report(t *target, act action) {
 	var changed bool
 	switch act.report {
 	case reportUsable:
-		if !a.usable && a.lostOnce {
+		if a.restoring() {
 			s.logPerCIDLocked(t, slog.LevelInfo, "connection restored", logging.ConnectionRestored.Attr())
 		}
-		a.lostOnce = false
 		changed = a.becameUsable(act.obs, now)
 		if len(t.cids) == 0 {
 			// Unmanaged while connecting: the release pass follows.
@@ -222,7 +221,6 @@ func (s *Service) report(t *target, act action) {
 	case reportSettling:
 		changed = a.beganSettling(now)
 	case reportLost:
-		a.lostOnce = a.lostOnce || a.usable
 		changed = a.lost(act.err, now)
 		s.logPerCIDLocked(t, slog.LevelWarn, "connection lost", logging.ConnectionLost.Attr(), "err", act.err)
 	case reportFailed:
@@ -231,7 +229,6 @@ func (s *Service) report(t *target, act action) {
 			"backoff", act.backoff, "in", act.until.Sub(now).Round(time.Millisecond), "err", act.err)
 	case reportPathDown:
 		if a.usable {
-			a.lostOnce = true
 			s.logPerCIDLocked(t, slog.LevelWarn, "connection lost: network path down; keeping it for when the path is back",
 				logging.ConnectionLost.Attr(), "err", act.err)
 		}
