@@ -49,30 +49,30 @@ func monitorMatches() [][]dbus.MatchOption {
 			dbus.WithMatchMember("PropertiesChanged"),
 			dbus.WithMatchPathNamespace(skdbus.RootPath),
 		},
-		{
-			dbus.WithMatchSender(skdbus.BusName),
-			dbus.WithMatchInterface(skdbus.ObjectManagerIface),
-			dbus.WithMatchMember("InterfacesAdded"),
-			dbus.WithMatchObjectPath(skdbus.RootPath),
-		},
-		{
-			dbus.WithMatchSender(skdbus.BusName),
-			dbus.WithMatchInterface(skdbus.ObjectManagerIface),
-			dbus.WithMatchMember("InterfacesRemoved"),
-			dbus.WithMatchObjectPath(skdbus.RootPath),
-		},
-		{
-			dbus.WithMatchSender(skdbus.BusName),
-			dbus.WithMatchInterface(skdbus.ManagerInterface),
-			dbus.WithMatchMember("PathChanged"),
-			dbus.WithMatchObjectPath(skdbus.RootPath),
-		},
-		{
-			dbus.WithMatchSender(fdoBusName),
-			dbus.WithMatchInterface(fdoInterface),
-			dbus.WithMatchMember("NameOwnerChanged"),
-			dbus.WithMatchArg(0, skdbus.BusName),
-		},
+		rootSignal(skdbus.ObjectManagerIface, "InterfacesAdded"),
+		rootSignal(skdbus.ObjectManagerIface, "InterfacesRemoved"),
+		rootSignal(skdbus.ManagerInterface, "PathChanged"),
+		daemonComesAndGoes(),
+	}
+}
+
+// rootSignal matches storkeepd's signal member of iface on its root object.
+func rootSignal(iface, member string) []dbus.MatchOption {
+	return []dbus.MatchOption{
+		dbus.WithMatchSender(skdbus.BusName),
+		dbus.WithMatchInterface(iface),
+		dbus.WithMatchMember(member),
+		dbus.WithMatchObjectPath(skdbus.RootPath),
+	}
+}
+
+// daemonComesAndGoes matches the bus's NameOwnerChanged for storkeepd's name.
+func daemonComesAndGoes() []dbus.MatchOption {
+	return []dbus.MatchOption{
+		dbus.WithMatchSender(fdoBusName),
+		dbus.WithMatchInterface(fdoInterface),
+		dbus.WithMatchMember("NameOwnerChanged"),
+		dbus.WithMatchArg(0, skdbus.BusName),
 	}
 }
 

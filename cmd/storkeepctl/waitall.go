@@ -111,18 +111,8 @@ func waitManyMatches() [][]dbus.MatchOption {
 			dbus.WithMatchMember("PropertiesChanged"),
 			dbus.WithMatchPathNamespace(dbus.ObjectPath(strings.TrimSuffix(skdbus.ConnPrefix, "/"))),
 		},
-		{
-			dbus.WithMatchSender(skdbus.BusName),
-			dbus.WithMatchInterface(skdbus.ObjectManagerIface),
-			dbus.WithMatchMember("InterfacesRemoved"),
-			dbus.WithMatchObjectPath(skdbus.RootPath),
-		},
-		{
-			dbus.WithMatchSender(fdoBusName),
-			dbus.WithMatchInterface(fdoInterface),
-			dbus.WithMatchMember("NameOwnerChanged"),
-			dbus.WithMatchArg(0, skdbus.BusName),
-		},
+		rootSignal(skdbus.ObjectManagerIface, "InterfacesRemoved"),
+		daemonComesAndGoes(),
 	}
 }
 
