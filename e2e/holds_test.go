@@ -7,7 +7,10 @@ package e2e
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
+	"maps"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -43,6 +46,25 @@ func TestUnreadableStateFileHoldsConnections(t *testing.T) {
 	if len(sessions) != 1 {
 		t.Fatalf("sessions: %v", sessions)
 	}
+	// Whatever happens below, leave no CID, file or connection behind for
+	// the tests that follow (they use the same export and target): with
+	// the daemon stopped, the CID files go; at its start the targets it
+	// made are released and torn down.
+	t.Cleanup(func() {
+		try(t, "systemctl", "stop", "storkeepd.service")
+		os.Remove(cidFile(nfsCID))
+		os.Remove(cidFile(lunCID))
+		try(t, "systemctl", "start", "storkeepd.service")
+		waitForName(t, c)
+		deadline := time.Now().Add(60 * time.Second)
+		for time.Now().Before(deadline) {
+			if _, _, _, mounted := mountAt(t, where); !mounted && len(sessionsTo(isIQNPlain)) == 0 {
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		t.Errorf("cleanup: %s still mounted or a session to %s left", where, isIQNPlain)
+	})
 	good := map[string][]byte{}
 	for _, cid := range []string{nfsCID, lunCID} {
 		b, err := os.ReadFile(cidFile(cid))
@@ -116,6 +138,14 @@ func TestUnreadableStateFileHoldsConnections(t *testing.T) {
 			}
 		}
 		must(t, "systemctl", "reload", "storkeepd.service")
+		// systemctl returns once SIGHUP is sent; the daemon reads the
+		// files when it handles it.
+		waitFor(t, 30*time.Second, d.name+": both CIDs managed again after the fix", func() (bool, string) {
+			l := list(t, c)
+			_, a := l[nfsCID]
+			_, b := l[lunCID]
+			return a && b, fmt.Sprintf("listed: %v", slices.Collect(maps.Keys(l)))
+		})
 		waitConnected(t, c, nfsCID, true, 30*time.Second)
 		f.waitFor(lunCID, "connected after the fix", 30*time.Second, connected)
 		unchanged(d.name + ": after the fix")
