@@ -84,6 +84,8 @@ header "A link failure: the NFS server's link goes down, then comes back"
 run ip link set vdn0 down
 sleep 1
 run storkeepctl show vm1-disk | grep -E '^(Connected|State|LastError|LastErrorMessage):' || true
+run storkeepctl status
+run journalctl -u storkeepd -p warning -o cat --since -10s --no-pager
 run ip link set vdn0 up
 run storkeepctl wait vm1-disk --timeout 60s
 run storkeepctl show vm1-disk | grep -E '^(Connected|State):' || true
