@@ -12,7 +12,6 @@ import (
 
 	godbus "github.com/godbus/dbus/v5"
 
-	"github.com/storkeep/storkeep/dbus/dbustest"
 	"github.com/storkeep/storkeep/service"
 )
 
@@ -106,18 +105,9 @@ func TestUnreadableStateFilesHoldOverTheBus(t *testing.T) {
 			done := make(chan struct{})
 			go func() { _ = svc.Run(ctx); close(done) }()
 			defer func() { cancel(); <-done }()
-			bus := dbustest.Start(t)
-			c, err := Connect(bus.Address)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			srv, err := NewServer(c, Options{Service: svc})
-			if err != nil {
-				t.Fatal(err)
-			}
+			srv, addr := newBusServer(t, svc)
 			go srv.Serve(ctx)
-			client, err := godbus.Connect(bus.Address)
+			client, err := godbus.Connect(addr)
 			if err != nil {
 				t.Fatal(err)
 			}

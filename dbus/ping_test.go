@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/storkeep/storkeep/dbus/dbustest"
 	"github.com/storkeep/storkeep/service"
 )
 
@@ -23,16 +22,7 @@ func TestPingAnswersOnlyWhileServing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	bus := dbustest.Start(t)
-	c, err := Connect(bus.Address)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	srv, err := NewServer(c, Options{Service: svc})
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv, _ := newBusServer(t, svc)
 	ping := func(d time.Duration) error {
 		ctx, cancel := context.WithTimeout(context.Background(), d)
 		defer cancel()
