@@ -40,6 +40,21 @@ func (ts *testService) waitSettled(k TargetKey) {
 	ts.waitIdle(k)
 }
 
+// connectedThenStopped manages each CID, waits until every one is
+// connected and idle, and stops the service: the state a daemon leaves
+// behind when it stops.
+func (ts *testService) connectedThenStopped(cids map[CID]Spec) {
+	ts.t.Helper()
+	for c, spec := range cids {
+		ts.manage(c, spec)
+	}
+	for c, spec := range cids {
+		ts.waitConnected(c)
+		ts.waitIdle(spec.Target)
+	}
+	ts.stop()
+}
+
 func appendFile(t *testing.T, path, s string) {
 	t.Helper()
 	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
@@ -62,11 +77,7 @@ func TestBadCIDFileHoldsItsConnection(t *testing.T) {
 			// Arrange: an NFS export and an iSCSI target, connected by us.
 			ts := newTestService(t)
 			nfs, iscsi := specFor(t, nfsA), specFor(t, iscsiA)
-			ts.manage("vm1-nfs", nfs)
-			ts.manage("vm1-lun", iscsi)
-			ts.waitConnected("vm1-nfs")
-			ts.waitConnected("vm1-lun")
-			ts.stop()
+			ts.connectedThenStopped(map[CID]Spec{"vm1-nfs": nfs, "vm1-lun": iscsi})
 			d.do(t, ts.svc.store.cidPath("vm1-nfs"))
 			d.do(t, ts.svc.store.cidPath("vm1-lun"))
 
@@ -114,9 +125,7 @@ func TestBadCIDFileHoldsItsConnection(t *testing.T) {
 func TestFixedStateFileLoads(t *testing.T) {
 	ts := newTestService(t)
 	spec := specFor(t, nfsA)
-	ts.manage("vm1-nfs", spec)
-	ts.waitConnected("vm1-nfs")
-	ts.stop()
+	ts.connectedThenStopped(map[CID]Spec{"vm1-nfs": spec})
 	path := ts.svc.store.cidPath("vm1-nfs")
 	good, err := os.ReadFile(path)
 	if err != nil {
@@ -154,11 +163,7 @@ func TestFixedStateFileLoads(t *testing.T) {
 func TestRemovedStateFileIsAnUnmanage(t *testing.T) {
 	ts := newTestService(t)
 	nfs, iscsi := specFor(t, nfsA), specFor(t, iscsiA)
-	ts.manage("a", nfs)
-	ts.manage("b", iscsi)
-	ts.waitConnected("a")
-	ts.waitConnected("b")
-	ts.stop()
+	ts.connectedThenStopped(map[CID]Spec{"a": nfs, "b": iscsi})
 	pa, pb := ts.svc.store.cidPath("a"), ts.svc.store.cidPath("b")
 	for _, p := range []string{pa, pb} {
 		if err := os.Truncate(p, 7); err != nil {
@@ -199,10 +204,7 @@ func TestRemovedStateFileIsAnUnmanage(t *testing.T) {
 func TestBadTargetRecordHoldsAndIsKept(t *testing.T) {
 	ts := newTestService(t)
 	spec := specFor(t, nfsA)
-	ts.manage("a", spec)
-	ts.waitConnected("a")
-	ts.waitIdle(spec.Target)
-	ts.stop()
+	ts.connectedThenStopped(map[CID]Spec{"a": spec})
 	rec := ts.svc.store.targetPath(spec.Target)
 	if err := os.Truncate(rec, 7); err != nil {
 		t.Fatal(err)
@@ -239,9 +241,7 @@ func TestBadTargetRecordHoldsAndIsKept(t *testing.T) {
 func TestManageReplacesABadFile(t *testing.T) {
 	ts := newTestService(t)
 	spec := specFor(t, nfsA)
-	ts.manage("a", spec)
-	ts.waitConnected("a")
-	ts.stop()
+	ts.connectedThenStopped(map[CID]Spec{"a": spec})
 	appendFile(t, ts.svc.store.cidPath("a"), "x = 1\n")
 	ts.restart()
 	ts.waitSettled(spec.Target)
