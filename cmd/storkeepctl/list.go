@@ -86,25 +86,18 @@ func (c *cli) list(ctx context.Context, prefix optionalString) (map[string]map[s
 }
 
 // listRows turns List's reply into escaped table rows: managed CIDs first,
-// then the unmanaged ones, each sorted by CID.
+// then the unmanaged ones, each sorted by CID. They are the wide rows
+// without MANAGED, URI and MESSAGE.
 func listRows(conns map[string]map[string]dbus.Variant) [][]string {
-	cids := listOrder(conns)
-	rows := make([][]string, 0, len(cids))
-	for _, cid := range cids {
-		st := conns[cid]
-		rows = append(rows, []string{
-			cell(cid),
-			cell(stringKey(st, skdbus.ListKind)),
-			cell(stringKey(st, skdbus.ListState)),
-			yesNo(boolKey(st, skdbus.ListConnected)),
-			cell(stringKey(st, skdbus.ListTarget)),
-			cell(stringKey(st, skdbus.ListLastError)),
-		})
+	rows := listWideRows(conns)
+	for i, r := range rows {
+		rows[i] = []string{r[0], r[2], r[3], r[4], r[5], r[7]}
 	}
 	return rows
 }
 
-// listWideRows are the rows of list -o wide.
+// listWideRows are the rows of list -o wide: CID, MANAGED, KIND, STATE,
+// CONNECTED, TARGET, URI, LAST ERROR, MESSAGE.
 func listWideRows(conns map[string]map[string]dbus.Variant) [][]string {
 	cids := listOrder(conns)
 	rows := make([][]string, 0, len(cids))
