@@ -68,8 +68,8 @@ const maxSteps = 12
 // pass is one reconcile of t: decide, carry out, and decide again until a
 // step ends the pass. It holds no lock while a backend works.
 func (s *Service) pass(t *target) {
-	be := s.opts.Backends[t.spec.Kind]
 	s.mu.Lock()
+	be := s.opts.Backends[t.spec.Kind]
 	force := t.force
 	t.force = false
 	s.mu.Unlock()
