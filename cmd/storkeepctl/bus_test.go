@@ -192,9 +192,9 @@ func (p fakeProperties) GetAll(msg dbus.Message, iface string) (map[string]dbus.
 	return props, nil
 }
 
-// startFake starts a private bus with a fakeDaemon on it and returns the
-// bus address.
-func startFake(t *testing.T) (*fakeDaemon, string) {
+// privateBus starts a private dbus-daemon and returns a connection to it
+// (closed at the test's end) and its address; no dbus-daemon skips.
+func privateBus(t *testing.T) (*dbus.Conn, string) {
 	t.Helper()
 	if _, err := exec.LookPath("dbus-daemon"); err != nil {
 		t.Skip("dbus-daemon not installed")
@@ -205,6 +205,14 @@ func startFake(t *testing.T) (*fakeDaemon, string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
+	return conn, bus.Address
+}
+
+// startFake starts a private bus with a fakeDaemon on it and returns the
+// bus address.
+func startFake(t *testing.T) (*fakeDaemon, string) {
+	t.Helper()
+	conn, addr := privateBus(t)
 	f := &fakeDaemon{conn: conn, objects: map[dbus.ObjectPath]map[string]map[string]dbus.Variant{},
 		manage: map[string]map[string]dbus.Variant{}}
 	exports := []struct {
@@ -228,7 +236,7 @@ func startFake(t *testing.T) (*fakeDaemon, string) {
 	if reply, err := conn.RequestName(skdbus.BusName, dbus.NameFlagDoNotQueue); err != nil || reply != dbus.RequestNameReplyPrimaryOwner {
 		t.Fatalf("RequestName: %v, %v", reply, err)
 	}
-	return f, bus.Address
+	return f, addr
 }
 
 // lockedBuffer is a bytes.Buffer that monitor may write while the test

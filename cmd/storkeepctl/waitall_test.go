@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -11,7 +10,6 @@ import (
 	"github.com/godbus/dbus/v5"
 
 	skdbus "github.com/storkeep/storkeep/dbus"
-	"github.com/storkeep/storkeep/dbus/dbustest"
 )
 
 // listFake serves Manager.List from a table it can change, emitting the
@@ -72,15 +70,7 @@ func (f *listFake) unmanage(cid string) {
 
 func startListFake(t *testing.T, connected map[string]bool) (*listFake, string) {
 	t.Helper()
-	if _, err := exec.LookPath("dbus-daemon"); err != nil {
-		t.Skip("dbus-daemon not installed")
-	}
-	bus := dbustest.Start(t)
-	conn, err := dbus.Connect(bus.Address)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
+	conn, addr := privateBus(t)
 	f := &listFake{conn: conn, listed: make(chan struct{}, 1), connected: connected}
 	if err := conn.Export(f, skdbus.RootPath, skdbus.ManagerInterface); err != nil {
 		t.Fatal(err)
@@ -88,7 +78,7 @@ func startListFake(t *testing.T, connected map[string]bool) (*listFake, string) 
 	if reply, err := conn.RequestName(skdbus.BusName, dbus.NameFlagDoNotQueue); err != nil || reply != dbus.RequestNameReplyPrimaryOwner {
 		t.Fatalf("RequestName: %v, %v", reply, err)
 	}
-	return f, bus.Address
+	return f, addr
 }
 
 type ctlResult struct {
