@@ -73,9 +73,14 @@ func (s *Service) armTimerLocked(t *target, until time.Time) {
 
 // changedLocked tells subscribers and waiters that t's status changed.
 func (s *Service) changedLocked(t *target) {
-	close(t.changed)
-	t.changed = make(chan struct{})
+	s.wakeLocked(t)
 	for c := range t.cids {
 		s.publishLocked(Event{Type: EventChanged, CID: c})
 	}
+}
+
+// wakeLocked wakes the Waits of t's CIDs to look again.
+func (s *Service) wakeLocked(t *target) {
+	close(t.changed)
+	t.changed = make(chan struct{})
 }

@@ -313,6 +313,10 @@ func (s *Service) Manage(c CID, spec Spec) (created bool, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	t := s.targets[spec.Target]
+	// A CID that joins a target other CIDs want changes nothing for them
+	// or for the target's pass: no event for them and no pass, so that a
+	// Manage costs the same however many CIDs share the target.
+	wake := t == nil || len(t.cids) == 0
 	if t == nil {
 		t = s.newTarget(spec)
 		s.targets[spec.Target] = t
@@ -327,8 +331,10 @@ func (s *Service) Manage(c CID, spec Spec) (created bool, err error) {
 	t.cids[c] = e
 	s.forgetBadLocked(s.store.cidPath(c)) // this write replaced it
 	s.publishLocked(Event{Type: EventAdded, CID: c})
-	s.changedLocked(t)
-	s.pokeLocked(t)
+	if wake {
+		s.changedLocked(t)
+		s.pokeLocked(t)
+	}
 	s.log.Info("managed", "cid", string(c), "uri", spec.URI, "target", string(spec.Target))
 	return true, nil
 }
@@ -401,12 +407,16 @@ func (s *Service) forgetLocked(c CID) {
 			break
 		}
 	}
+	s.publishLocked(Event{Type: EventRemoved, CID: c})
 	if len(t.cids) == 0 {
 		t.force = true // released: the teardown need not wait for a backoff
+		s.changedLocked(t)
+		s.pokeLocked(t)
+	} else {
+		// The CIDs left see no change, and the pass has nothing new to
+		// do; only a Wait for c must see it go.
+		s.wakeLocked(t)
 	}
-	s.publishLocked(Event{Type: EventRemoved, CID: c})
-	s.changedLocked(t)
-	s.pokeLocked(t)
 	s.log.Info("unmanaged", "cid", string(c), "target", string(t.key), "last", len(t.cids) == 0)
 }
 

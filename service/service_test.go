@@ -767,6 +767,48 @@ func TestManageCompatibleSharesTarget(t *testing.T) {
 	}
 }
 
+// A CID that joins or leaves a target other CIDs keep changes nothing
+// about them: no event for them, and no pass over the target (its look
+// and its attempts are the same for one CID more or less). Each Manage
+// costs the same however many CIDs share the target.
+func TestJoiningASharedTargetTouchesNoOtherCID(t *testing.T) {
+	// Arrange
+	ts := newTestService(t)
+	spec := specFor(t, nfsA)
+	for _, c := range []CID{"a1", "a2", "a3"} {
+		ts.manage(c, spec)
+	}
+	ts.waitConnected("a1")
+	ts.waitIdle(spec.Target)
+	observed := ts.be.count(spec.Target, opObserve)
+	sub := ts.svc.Subscribe()
+	defer sub.Close()
+
+	// Act
+	ts.manage("b", spec)
+	ts.waitIdle(spec.Target)
+	afterManage := sub.Take()
+	if err := ts.svc.Unmanage("b"); err != nil {
+		t.Fatal(err)
+	}
+	ts.waitIdle(spec.Target)
+	afterUnmanage := sub.Take()
+
+	// Assert
+	if !slices.Equal(afterManage, []Event{{Type: EventAdded, CID: "b"}}) {
+		t.Errorf("events after Manage(b) = %v; want only Added b", afterManage)
+	}
+	if !slices.Equal(afterUnmanage, []Event{{Type: EventRemoved, CID: "b"}}) {
+		t.Errorf("events after Unmanage(b) = %v; want only Removed b", afterUnmanage)
+	}
+	if n := ts.be.count(spec.Target, opObserve); n != observed {
+		t.Errorf("Observe ran %d more times; want none (the target's CIDs still want it)", n-observed)
+	}
+	if !ts.status("a1").Connected {
+		t.Errorf("a1 = %+v; want still connected", ts.status("a1"))
+	}
+}
+
 func TestManageInvalidCID(t *testing.T) {
 	tests := []struct {
 		name string
