@@ -109,7 +109,7 @@ func (s *Service) loadTargetLocked(lt LoadedTarget) {
 // targets it held are looked at again. The daemon calls it on SIGHUP; Run
 // calls it every few seconds while any file is bad.
 func (s *Service) Recheck() {
-	s.writeMu.Lock()
+	s.lockAlone()
 	defer s.writeMu.Unlock()
 	s.mu.RLock()
 	bad := slices.Clone(s.holds.bad)

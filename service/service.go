@@ -104,9 +104,11 @@ type Service struct {
 	log   *slog.Logger
 	clock Clock
 
-	// writeMu serializes every change of the desired state together with
-	// its write to disk, so that the disk and memory agree in order.
+	// writeMu guards pending and orders every change of the desired
+	// state with its write to disk, so that the disk and memory agree in
+	// order (changes.go).
 	writeMu sync.Mutex
+	pending map[CID]*change
 	// recordMu orders the writes and removals of target records (origin
 	// decisions and releases), which never wait behind client calls.
 	recordMu sync.Mutex
@@ -170,6 +172,7 @@ func New(opts Options) (*Service, error) {
 		targets:   make(map[TargetKey]*target),
 		hostPaths: make(map[string]Path),
 		subs:      make(map[*Subscription]struct{}),
+		pending:   make(map[CID]*change),
 	}
 	s.ctx, s.stop = context.WithCancel(context.Background())
 	if err := s.load(); err != nil {
@@ -269,49 +272,43 @@ func (s *Service) SetMaxCIDs(n int) {
 // It does not wait for the connection. The same cid with an Equal spec is a
 // no-op (created is false); with another spec it is ErrCIDInUse. A spec
 // whose target is managed by other CIDs with incompatible settings gets a
-// *ConflictError.
+// *ConflictError. Calls for other CIDs run alongside and share the disk's
+// syncs (changes.go).
 func (s *Service) Manage(c CID, spec Spec) (created bool, err error) {
 	if err := ValidateCID(string(c)); err != nil {
 		return false, err
 	}
-	s.writeMu.Lock()
-	defer s.writeMu.Unlock()
-
-	s.mu.RLock()
-	if e, ok := s.cids[c]; ok {
-		same := e.spec.Equal(spec)
-		uri := e.spec.URI
-		s.mu.RUnlock()
-		if same {
-			return false, nil
-		}
-		return false, fmt.Errorf("%w: CID %q already manages %s with other settings; unmanage it first or choose another CID", ErrCIDInUse, c, uri)
-	}
-	if len(s.cids) >= s.opts.MaxCIDs {
-		s.mu.RUnlock()
-		return false, fmt.Errorf("%w: %d CIDs are managed, the configured maximum (limits.max_cids)", ErrLimit, s.opts.MaxCIDs)
-	}
-	if t := s.targets[spec.Target]; t != nil {
-		var others []CID
-		for oc, e := range t.cids {
-			if !e.spec.Compatible(spec) {
-				others = append(others, oc)
+	ch := &change{manage: &spec}
+	err = s.reserve(c, ch, func() error {
+		s.mu.RLock()
+		defer s.mu.RUnlock()
+		if e, ok := s.cids[c]; ok {
+			if e.spec.Equal(spec) {
+				return errNoChange
 			}
+			return fmt.Errorf("%w: CID %q already manages %s with other settings; unmanage it first or choose another CID", ErrCIDInUse, c, e.spec.URI)
 		}
-		if len(others) > 0 {
-			s.mu.RUnlock()
-			sort.Slice(others, func(i, j int) bool { return others[i] < others[j] })
-			return false, &ConflictError{Target: spec.Target, CIDs: others, Reason: conflictReason(spec)}
+		if len(s.cids)+s.pendingManagesLocked() >= s.opts.MaxCIDs {
+			return fmt.Errorf("%w: %d CIDs are managed, the configured maximum (limits.max_cids)", ErrLimit, s.opts.MaxCIDs)
 		}
+		return s.conflictLocked(spec)
+	})
+	if errors.Is(err, errNoChange) {
+		return false, nil
 	}
-	s.mu.RUnlock()
-
-	if err := s.store.PutCID(c, spec); err != nil {
+	if err != nil {
 		return false, err
 	}
+	if err := s.store.PutCID(c, spec); err != nil {
+		s.land(c, ch, nil)
+		return false, err
+	}
+	s.land(c, ch, func() { s.addLocked(c, spec) })
+	return true, nil
+}
 
-	s.mu.Lock()
-	defer s.mu.Unlock()
+// addLocked puts c, whose file is durable, into memory.
+func (s *Service) addLocked(c CID, spec Spec) {
 	t := s.targets[spec.Target]
 	// A CID that joins a target other CIDs want changes nothing for them
 	// or for the target's pass: no event for them and no pass, so that a
@@ -336,7 +333,31 @@ func (s *Service) Manage(c CID, spec Spec) (created bool, err error) {
 		s.pokeLocked(t)
 	}
 	s.log.Info("managed", "cid", string(c), "uri", spec.URI, "target", string(spec.Target))
-	return true, nil
+}
+
+// conflictLocked returns a *ConflictError when spec cannot share its
+// target with the CIDs that refer to it, or will once their writes land.
+// Compatibility is equality of settings, so every CID of a target shares
+// its spec's: the CIDs are listed only when there is a conflict.
+func (s *Service) conflictLocked(spec Spec) error {
+	var others []CID
+	if t := s.targets[spec.Target]; t != nil && len(t.cids) > 0 && !t.spec.Compatible(spec) {
+		for oc, e := range t.cids {
+			if !e.spec.Compatible(spec) {
+				others = append(others, oc)
+			}
+		}
+	}
+	for pc, p := range s.pending {
+		if p.manage != nil && p.manage.Target == spec.Target && !p.manage.Compatible(spec) {
+			others = append(others, pc)
+		}
+	}
+	if len(others) == 0 {
+		return nil
+	}
+	sort.Slice(others, func(i, j int) bool { return others[i] < others[j] })
+	return &ConflictError{Target: spec.Target, CIDs: others, Reason: conflictReason(spec)}
 }
 
 func conflictReason(spec Spec) string {
@@ -350,20 +371,23 @@ func conflictReason(spec Spec) string {
 // its target any more, the target is disconnected in the background unless
 // it was there before storkeep managed it.
 func (s *Service) Unmanage(c CID) error {
-	s.writeMu.Lock()
-	defer s.writeMu.Unlock()
-	s.mu.RLock()
-	_, ok := s.cids[c]
-	s.mu.RUnlock()
-	if !ok {
-		return fmt.Errorf("%w: %q is not managed", ErrUnknownCID, c)
-	}
-	if err := s.store.DeleteCID(c); err != nil {
+	ch := &change{}
+	err := s.reserve(c, ch, func() error {
+		s.mu.RLock()
+		defer s.mu.RUnlock()
+		if _, ok := s.cids[c]; !ok {
+			return fmt.Errorf("%w: %q is not managed", ErrUnknownCID, c)
+		}
+		return nil
+	})
+	if err != nil {
 		return err
 	}
-	s.mu.Lock()
-	s.forgetLocked(c)
-	s.mu.Unlock()
+	if err := s.store.DeleteCID(c); err != nil {
+		s.land(c, ch, nil)
+		return err
+	}
+	s.land(c, ch, func() { s.forgetLocked(c) })
 	return nil
 }
 
@@ -373,7 +397,7 @@ func (s *Service) UnmanagePrefix(prefix string) ([]CID, error) {
 	if prefix == "" {
 		return nil, fmt.Errorf("%w: the prefix must not be empty (it would unmanage every CID)", ErrInvalidArgument)
 	}
-	s.writeMu.Lock()
+	s.lockAlone()
 	defer s.writeMu.Unlock()
 	s.mu.RLock()
 	var match []CID

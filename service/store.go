@@ -22,7 +22,8 @@ import (
 // change costs one small write at any scale) and one per target whose origin
 // is known. Every change is durable when the method returns: the file is
 // written to a temporary name, synced, renamed into place, and the directory
-// synced.
+// synced. Concurrent changes share the directory's sync (group commit,
+// groupsync.go): each still returns only once its own change is durable.
 //
 // Layout under the state directory (0700, files 0600, the daemon's user
 // alone; OpenStore and Load fix looser permissions they find):
@@ -32,9 +33,15 @@ import (
 //	unmanage.journal   a prefix unmanage in progress (redo log)
 //	lock               held (flock) by the one daemon using the directory; see LockStateDir
 //
-// Store is not safe for concurrent use; the service serializes writes.
+// Changes of different CIDs may run concurrently; the service orders the
+// changes of one CID, and UnmanagePrefix's journal runs alone.
 type Store struct {
 	dir string
+	// cids makes the changes in cids/ durable, in groups.
+	cids *groupSync
+	// syncFile makes a file's data durable before its rename ((*os.File).Sync;
+	// tests replace it).
+	syncFile func(f *os.File) error
 }
 
 // The on-disk formats. Version lets a later daemon read older files.
@@ -87,7 +94,12 @@ func OpenStore(dir string) (st *Store, fixed []string, err error) {
 		}
 		fixed = append(fixed, changes...)
 	}
-	return &Store{dir: dir}, fixed, nil
+	return newStore(dir), fixed, nil
+}
+
+func newStore(dir string) *Store {
+	return &Store{dir: dir, cids: newGroupSync(filepath.Join(dir, "cids")),
+		syncFile: (*os.File).Sync}
 }
 
 // What "private" means for the state: the daemon's user alone may read,
@@ -152,7 +164,11 @@ func (st *Store) PutCID(c CID, spec Spec) error {
 		f.CHAP = &chapFile{Username: ch.Username, Password: ch.Password,
 			UsernameIn: ch.UsernameIn, PasswordIn: ch.PasswordIn}
 	}
-	if err := writeTOML(st.cidPath(c), f, true); err != nil {
+	err := writeTOML(st.cidPath(c), f, st.syncFile)
+	if err == nil {
+		err = st.cids.wait()
+	}
+	if err != nil {
 		return fmt.Errorf("save CID %q: %w", c, err)
 	}
 	return nil
@@ -160,7 +176,14 @@ func (st *Store) PutCID(c CID, spec Spec) error {
 
 // DeleteCID durably forgets cid. Forgetting an unknown CID is not an error.
 func (st *Store) DeleteCID(c CID) error {
-	if err := removeDurably(st.cidPath(c)); err != nil {
+	err := os.Remove(st.cidPath(c))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err == nil {
+		err = st.cids.wait()
+	}
+	if err != nil {
 		return fmt.Errorf("forget CID %q: %w", c, err)
 	}
 	return nil
@@ -180,7 +203,11 @@ func (st *Store) DeleteCIDs(cids []CID) error {
 		j.CIDs[i] = string(c)
 	}
 	jpath := filepath.Join(st.dir, "unmanage.journal")
-	if err := writeTOML(jpath, j, true); err != nil {
+	err := writeTOML(jpath, j, st.syncFile)
+	if err == nil {
+		err = syncDir(st.dir)
+	}
+	if err != nil {
 		return fmt.Errorf("forget %d CIDs: journal: %w", len(cids), err)
 	}
 	// From here on the deletion is decided; replay finishes it after a crash.
@@ -196,7 +223,7 @@ func (st *Store) replayJournal(jpath string, j journalFile) error {
 			return err
 		}
 	}
-	if err := syncDir(filepath.Join(st.dir, "cids")); err != nil {
+	if err := st.cids.wait(); err != nil {
 		return err
 	}
 	return removeDurably(jpath)
@@ -212,7 +239,7 @@ func (st *Store) replayJournal(jpath string, j journalFile) error {
 // writes on the disk.
 func (st *Store) PutTarget(spec Spec, preexisting bool) error {
 	f := targetFile{Version: stateVersion, Target: string(spec.Target), URI: spec.URI, Preexisting: preexisting}
-	if err := writeTOML(st.targetPath(spec.Target), f, false); err != nil {
+	if err := writeTOML(st.targetPath(spec.Target), f, nil); err != nil {
 		return fmt.Errorf("save target %s: %w", spec.Target, err)
 	}
 	return nil
@@ -374,9 +401,11 @@ func decodeStrict(data []byte, v any) error {
 	return nil
 }
 
-// writeTOML writes v to path atomically, and durably when sync is set:
-// the file is synced before the rename and the directory after it.
-func writeTOML(path string, v any, sync bool) error {
+// writeTOML writes v to path atomically: to a temporary file, synced
+// with syncFile first unless that is nil, then renamed into place. The
+// rename is durable once the directory is synced, which is the caller's
+// to do.
+func writeTOML(path string, v any, syncFile func(*os.File) error) error {
 	data, err := toml.Marshal(v)
 	if err != nil {
 		return err
@@ -396,23 +425,16 @@ func writeTOML(path string, v any, sync bool) error {
 		f.Close()
 		return err
 	}
-	if !sync {
-		if err := f.Close(); err != nil {
+	if syncFile != nil {
+		if err := syncFile(f); err != nil {
+			f.Close()
 			return err
 		}
-		return os.Rename(tmp, path)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
 	}
 	if err := f.Close(); err != nil {
 		return err
 	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	return syncDir(dir)
+	return os.Rename(tmp, path)
 }
 
 func removeDurably(path string) error {
@@ -423,13 +445,4 @@ func removeDurably(path string) error {
 		return err
 	}
 	return syncDir(filepath.Dir(path))
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

@@ -617,7 +617,7 @@ func TestLoadFinishesInterruptedUnmanage(t *testing.T) {
 				ts.manage(c, specFor(t, nfsA))
 			}
 			jpath := filepath.Join(ts.dir, "unmanage.journal")
-			if err := writeTOML(jpath, journalFile{Version: stateVersion, CIDs: tc.journal}, true); err != nil {
+			if err := writeTOML(jpath, journalFile{Version: stateVersion, CIDs: tc.journal}, (*os.File).Sync); err != nil {
 				t.Fatal(err)
 			}
 			for _, c := range tc.gone {
