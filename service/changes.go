@@ -2,7 +2,10 @@
 
 package service
 
-import "errors"
+import (
+	"errors"
+	"sort"
+)
 
 // A change of one CID (a Manage or an Unmanage) on its way to disk.
 // Changes of different CIDs are written at the same time, so that they
@@ -80,4 +83,57 @@ func (s *Service) pendingManagesLocked() int {
 		}
 	}
 	return n
+}
+
+// addLocked puts c, whose file is durable, into memory.
+func (s *Service) addLocked(c CID, spec Spec) {
+	t := s.targets[spec.Target]
+	// A CID that joins a target other CIDs want changes nothing for them
+	// or for the target's pass: no event for them and no pass, so that a
+	// Manage costs the same however many CIDs share the target.
+	wake := t == nil || len(t.cids) == 0
+	if t == nil {
+		t = s.newTarget(spec)
+		s.targets[spec.Target] = t
+	} else if len(t.cids) == 0 {
+		// A disconnect was pending: cancel it, take the new settings, and
+		// look now.
+		t.spec = spec
+		t.force = true
+	}
+	e := &cidEntry{cid: c, spec: spec, target: t}
+	s.cids[c] = e
+	t.cids[c] = e
+	s.forgetBadLocked(s.store.cidPath(c)) // this write replaced it
+	s.publishLocked(Event{Type: EventAdded, CID: c})
+	if wake {
+		s.changedLocked(t)
+		s.pokeLocked(t)
+	}
+	s.log.Info("managed", "cid", string(c), "uri", spec.URI, "target", string(spec.Target))
+}
+
+// conflictLocked returns a *ConflictError when spec cannot share its
+// target with the CIDs that refer to it, or will once their writes land.
+// Compatibility is equality of settings, so every CID of a target shares
+// its spec's: the CIDs are listed only when there is a conflict.
+func (s *Service) conflictLocked(spec Spec) error {
+	var others []CID
+	if t := s.targets[spec.Target]; t != nil && len(t.cids) > 0 && !t.spec.Compatible(spec) {
+		for oc, e := range t.cids {
+			if !e.spec.Compatible(spec) {
+				others = append(others, oc)
+			}
+		}
+	}
+	for pc, p := range s.pending {
+		if p.manage != nil && p.manage.Target == spec.Target && !p.manage.Compatible(spec) {
+			others = append(others, pc)
+		}
+	}
+	if len(others) == 0 {
+		return nil
+	}
+	sort.Slice(others, func(i, j int) bool { return others[i] < others[j] })
+	return &ConflictError{Target: spec.Target, CIDs: others, Reason: conflictReason(spec)}
 }
