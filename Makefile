@@ -22,7 +22,7 @@ DEPS_PKGS := dbus dbus libglib2.0-bin systemd dpkg-dev debhelper lintian mandoc
 # Debian's python3 and its Gio bindings.
 PYTHON_GI_CHECK := /usr/bin/python3 -c 'import gi; gi.require_version("Gio", "2.0")' >/dev/null 2>&1
 
-.PHONY: all build test test-unit test-fast testhost e2e deps bench bench-local bench-host fuzz deb demo demo-bus clean
+.PHONY: all build test test-unit test-fast testhost e2e deps bench bench-local bench-host bench-table fuzz deb demo demo-bus clean
 
 all: build
 
@@ -75,12 +75,18 @@ deps:
 		$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$${missing[@]}"; \
 	fi
 
-# Benchmarks: the daemon's own (on this machine, private bus), then the
-# storage ones in the test host (real mounts and logins).
+# Benchmarks: the daemon's own (on this machine, private bus, with the
+# 100,000-CID one), then the storage ones in the test host (real mounts
+# and logins), then one table of every measure with its floor
+# (bench-table alone prints it again from the files the last run left).
 bench: bench-local bench-host
+	@$(MAKE) --no-print-directory bench-table
 
 bench-local:
-	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./... | tee bench.txt
+	STORKEEP_BENCH_100K=1 $(GO) test -run '^$$' -bench . -benchmem -count 5 -timeout 60m ./... | tee bench.txt
+
+bench-table:
+	@shopt -s nullglob; $(GO) run ./internal/benchtable bench.txt dist/bench-host/out/bench-*.txt
 
 bench-host:
 	$(MAKE) e2e E2E_DIR=dist/bench-host STORKEEP_E2E_RUN=Bench STORKEEP_E2E_BENCH=1 STORKEEP_E2E_SMOKE=0

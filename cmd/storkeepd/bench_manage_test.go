@@ -42,10 +42,11 @@ func BenchmarkManageCPU10k(b *testing.B) {
 			uri := benchURI(sh, 0) // an export with per CIDs
 			pid := d.cmd.Process.Pid
 			settle(b, pid)
-			floor := measureWrites(b, b.N)
+			n := max(b.N, 300)
+			floor := measureWrites(b, n)
 			var manCPU, unmCPU time.Duration
 			b.ResetTimer()
-			for i := range b.N {
+			for i := range n {
 				cid := fmt.Sprintf("new-%d", i)
 				c0 := threadsCPU(b, pid)
 				if _, err := manage(conn, uri, cid, nil); err != nil {
@@ -60,10 +61,10 @@ func BenchmarkManageCPU10k(b *testing.B) {
 				unmCPU += c2 - c1
 			}
 			b.StopTimer()
-			b.ReportMetric(ms(manCPU)/float64(b.N), "cpu-ms/manage")
-			b.ReportMetric(ms(floor.putCPU)/float64(b.N), "cpu-ms/manage-floor")
-			b.ReportMetric(ms(unmCPU)/float64(b.N), "cpu-ms/unmanage")
-			b.ReportMetric(ms(floor.delCPU)/float64(b.N), "cpu-ms/unmanage-floor")
+			b.ReportMetric(ms(manCPU)/float64(n), "cpu-ms/manage")
+			b.ReportMetric(ms(floor.putCPU)/float64(n), "cpu-ms/manage-floor")
+			b.ReportMetric(ms(unmCPU)/float64(n), "cpu-ms/unmanage")
+			b.ReportMetric(ms(floor.delCPU)/float64(n), "cpu-ms/unmanage-floor")
 		})
 	}
 }
@@ -248,7 +249,7 @@ func benchManageClients(b *testing.B, sh benchShape) {
 	conn := d.client()
 	defer conn.Close()
 	settle(b, d.cmd.Process.Pid)
-	n := max(b.N, 50)
+	n := max(b.N, 300)
 	var (
 		pings  []time.Duration
 		writes writeFloor
