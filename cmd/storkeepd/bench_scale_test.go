@@ -3,10 +3,9 @@
 package main
 
 // The daemon with 100,000 CIDs (the default limits.max_cids), on a
-// private bus; connections cannot come up here, so the NFS backend stands
-// in for a fake one (each target tries once, then waits an hour). Opt-in:
-// STORKEEP_BENCH_100K=1 (make bench sets it); writing the state takes a
-// minute or two on the development VM.
+// private bus, built with connections made in memory (benchfake.go):
+// every one of them connected. Opt-in: STORKEEP_BENCH_100K=1 (make bench
+// sets it).
 
 import (
 	"fmt"
@@ -33,13 +32,13 @@ func BenchmarkScale100k(b *testing.B) {
 	}
 	n := max(b.N, 200)
 	sh10k := benchShape{benchCIDs, 5}
-	d10k := newBenchDaemonOf(b, sh10k)
+	d10k := newBenchDaemonBin(b, sh10k, fakeDaemonBin)
 	settle(b, d10k.cmd.Process.Pid)
 	small := runClients(b, d10k, 1, n, sh10k)
 	d10k.stop()
 
 	sh := benchShape{scaleCIDs, 5}
-	d := newBenchDaemonOf(b, sh)
+	d := newBenchDaemonBin(b, sh, fakeDaemonBin)
 	var restart time.Duration
 	b.ResetTimer()
 	for range 3 {
@@ -103,15 +102,9 @@ func checkMethods(b *testing.B, d *daemon, sh benchShape) {
 	if err := obj.Call(skdbus.ConnInterface+".Reconnect", 0, map[string]godbus.Variant{}).Err; err != nil {
 		b.Fatalf("Reconnect: %v", err)
 	}
-	if err := obj.Call(skdbus.ConnInterface+".Wait", 0, uint64(1000), map[string]godbus.Variant{}).Err; errName(err) != skdbus.ErrorTimeout {
-		b.Fatalf("Wait of a connection that cannot come up = %v; want %s", err, skdbus.ErrorTimeout)
+	if err := obj.Call(skdbus.ConnInterface+".Wait", 0, uint64(10_000_000), map[string]godbus.Variant{}).Err; err != nil {
+		b.Fatalf("Wait: %v", err)
 	}
-	var objs map[godbus.ObjectPath]map[string]map[string]godbus.Variant
-	err := rootObj.Call(skdbus.ObjectManagerIface+".GetManagedObjects", 0).Store(&objs)
-	if err != nil && errName(err) == "" {
-		b.Fatalf("GetManagedObjects: %v", err)
-	}
-	b.Logf("GetManagedObjects: %d objects, error %v", len(objs), err)
 	for i := range 10 {
 		if _, err := manage(conn, benchURI(sh, i), fmt.Sprintf("scale-extra-%d", i), nil); err != nil {
 			b.Fatalf("Manage: %v", err)
@@ -147,4 +140,36 @@ func peakMB(b *testing.B, pid int) float64 {
 	}
 	b.Fatal("no VmHWM")
 	return 0
+}
+
+// TestGetManagedObjects100k: with 100,000 CIDs GetManagedObjects answers
+// (its reply, about 100 MB, does not fit a message: a named error) and
+// the daemon stays on the bus; it used to send the reply anyway, and the
+// bus dropped its connection. Opt-in as BenchmarkScale100k.
+func TestGetManagedObjects100k(t *testing.T) {
+	if os.Getenv("STORKEEP_BENCH_100K") == "" {
+		t.Skip("set STORKEEP_BENCH_100K=1")
+	}
+	dir, err := writeBenchState(benchShape{scaleCIDs, 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	d := newDaemonConfig(t, "[limits]\nmax_cids = 200000\n")
+	d.stop()
+	d.stateDir, d.bin = dir, fakeDaemonBin
+	d.start()
+	conn := d.client()
+	defer conn.Close()
+
+	var objs map[godbus.ObjectPath]map[string]map[string]godbus.Variant
+	err = root(conn).Call(skdbus.ObjectManagerIface+".GetManagedObjects", 0).Store(&objs)
+
+	if err != nil && !strings.HasPrefix(errName(err), skdbus.ErrorPrefix) {
+		t.Errorf("GetManagedObjects = %v; want the objects or a storkeep error", err)
+	}
+	var has bool
+	if err := conn.BusObject().Call("org.freedesktop.DBus.NameHasOwner", 0, skdbus.BusName).Store(&has); err != nil || !has {
+		t.Errorf("after GetManagedObjects the daemon no longer owns its name (%v)", err)
+	}
 }

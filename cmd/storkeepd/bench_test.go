@@ -98,13 +98,19 @@ func newBenchDaemon(b *testing.B) *daemon {
 // 10,000 targets made 170 attempts a second, which counted as the
 // measured calls' CPU.
 func newBenchDaemonOf(b *testing.B, sh benchShape) *daemon {
+	return newBenchDaemonBin(b, sh, "")
+}
+
+// newBenchDaemonBin is newBenchDaemonOf running binary bin ("" for the
+// daemon under test).
+func newBenchDaemonBin(b *testing.B, sh benchShape, bin string) *daemon {
 	b.Helper()
 	bus := dbustest.Start(b)
 	cfg := filepath.Join(bus.Dir, "storkeep.toml")
 	if err := os.WriteFile(cfg, []byte("[reconnect]\ninitial_backoff = \"1h\"\nmax_backoff = \"1h\"\n[limits]\nmax_cids = 200000\n"), 0o644); err != nil {
 		b.Fatal(err)
 	}
-	d := &daemon{t: b, bus: bus, stateDir: benchStateOf(b, sh), runtimeDir: filepath.Join(b.TempDir(), "run"), log: &syncBuffer{}}
+	d := &daemon{t: b, bus: bus, stateDir: benchStateOf(b, sh), runtimeDir: filepath.Join(b.TempDir(), "run"), log: &syncBuffer{}, bin: bin}
 	d.start()
 	b.Cleanup(d.stop)
 	return d

@@ -28,6 +28,10 @@ const testVersion = "9.9.9-test"
 
 var daemonBin, ctlBin string
 
+// fakeDaemonBin is storkeepd built with connections made in memory
+// (benchfake.go), for BenchmarkScale100k.
+var fakeDaemonBin string
+
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "storkeepd-bin-")
 	if err != nil {
@@ -50,6 +54,15 @@ func TestMain(m *testing.M) {
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "build storkeepctl:", err)
 		os.Exit(1)
+	}
+	if os.Getenv("STORKEEP_BENCH_100K") != "" {
+		fakeDaemonBin = filepath.Join(dir, "storkeepd-benchfake")
+		build = exec.Command("go", "build", "-tags", "storkeep_benchfake", "-o", fakeDaemonBin, ".")
+		build.Stdout, build.Stderr = os.Stdout, os.Stderr
+		if err := build.Run(); err != nil {
+			fmt.Fprintln(os.Stderr, "build storkeepd with fake backends:", err)
+			os.Exit(1)
+		}
 	}
 	code := m.Run()
 	removeBenchStates()
@@ -82,6 +95,7 @@ type daemon struct {
 	stateDir   string
 	runtimeDir string
 	args       []string // more command-line arguments
+	bin        string   // the binary ("" for daemonBin)
 	cmd        *exec.Cmd
 	log        *syncBuffer
 	exited     chan struct{}
@@ -134,7 +148,11 @@ func (d *daemon) start() {
 			d.t.Fatal(err)
 		}
 	}
-	d.cmd = exec.Command(daemonBin, append([]string{"--bus", d.bus.Address, "--state-dir", d.stateDir,
+	bin := daemonBin
+	if d.bin != "" {
+		bin = d.bin
+	}
+	d.cmd = exec.Command(bin, append([]string{"--bus", d.bus.Address, "--state-dir", d.stateDir,
 		"--runtime-dir", d.runtimeDir, "--config", cfg}, d.args...)...)
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
 	d.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}

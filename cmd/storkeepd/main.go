@@ -30,6 +30,10 @@ var version = "0.1.0~dev"
 
 const defaultConfig = "/etc/storkeep/storkeep.toml"
 
+// fakeBackends, set only in a benchmark build (benchfake.go), replaces
+// the host's backends.
+var fakeBackends func() map[service.Kind]service.Backend
+
 func main() {
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "storkeepd:", err)
@@ -155,17 +159,22 @@ func run() error {
 	} else {
 		log.Info("link events are off (reconnect.link_events = false): only the backoff decides when to retry")
 	}
+	backends := map[service.Kind]service.Backend{
+		service.KindNFS: &nfs.Backend{RuntimeDir: f.runtimeDir,
+			Log: log.With("component", "nfs")},
+		service.KindISCSI: &iscsi.Backend{Log: log.With("component", "iscsi"), Resolver: resolver},
+	}
+	if fakeBackends != nil {
+		log.Warn("benchmark build: connections are made in memory, not on the host")
+		backends = fakeBackends()
+	}
 	svc, err := service.New(service.Options{
 		Store:     store,
 		Logger:    log.With("component", "service"),
 		MaxCIDs:   cfg.Limits.MaxCIDs,
 		Reconnect: reconnectPolicy(cfg.Reconnect),
 		Paths:     paths,
-		Backends: map[service.Kind]service.Backend{
-			service.KindNFS: &nfs.Backend{RuntimeDir: f.runtimeDir,
-				Log: log.With("component", "nfs")},
-			service.KindISCSI: &iscsi.Backend{Log: log.With("component", "iscsi"), Resolver: resolver},
-		},
+		Backends:  backends,
 	})
 	if err != nil {
 		return err
