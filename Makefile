@@ -83,7 +83,7 @@ bench: bench-local bench-host
 	@$(MAKE) --no-print-directory bench-table
 
 bench-local:
-	STORKEEP_BENCH_100K=1 $(GO) test -run '^$$' -bench . -benchmem -count 5 -timeout 60m ./... | tee bench.txt
+	STORKEEP_BENCH_100K=1 $(GO) test -run '^$$' -bench . -benchmem -count 5 -timeout 120m ./... | tee bench.txt
 
 bench-table:
 	@shopt -s nullglob; $(GO) run ./internal/benchtable bench.txt dist/bench-host/out/bench-*.txt
