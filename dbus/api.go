@@ -51,6 +51,8 @@ const (
 	ListLastError        = "lastError"
 	ListLastErrorMessage = "lastErrorMessage"
 	ListConnectionInfo   = "connectionInfo"
+	ListReadDelay        = "readDelay" // u: µs of the last read through it
+	ListLastProbe        = "lastProbe" // t: µs since the epoch of that read (0: never)
 )
 
 // Keys of ConnectionInfo that the kind-specific interfaces show as

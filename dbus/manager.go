@@ -165,6 +165,8 @@ func listValues(st service.Status) []kv {
 		{ListLastError, st.LastError},
 		{ListLastErrorMessage, st.LastErrorMessage},
 		{ListConnectionInfo, st.Info},
+		{ListReadDelay, readDelay(st.ReadDelay)},
+		{ListLastProbe, usec(st.LastProbe)},
 	}
 }
 

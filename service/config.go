@@ -20,6 +20,20 @@ type Config struct {
 	Daemon    DaemonConfig    `toml:"daemon"`
 	Limits    LimitsConfig    `toml:"limits"`
 	Reconnect ReconnectConfig `toml:"reconnect"`
+	Health    HealthConfig    `toml:"health"`
+}
+
+// HealthConfig says how connections are proven usable: a read through
+// each one (HealthPolicy).
+type HealthConfig struct {
+	Interval      Duration `toml:"interval"`       // default "5s"
+	Timeout       Duration `toml:"timeout"`        // default "5s"
+	MaxConcurrent int      `toml:"max_concurrent"` // default 8
+}
+
+// Policy is the service's HealthPolicy from [health].
+func (h HealthConfig) Policy() HealthPolicy {
+	return HealthPolicy{Interval: time.Duration(h.Interval), Timeout: time.Duration(h.Timeout), MaxConcurrent: h.MaxConcurrent}.withDefaults()
 }
 
 // DaemonConfig holds process-wide settings.
@@ -157,7 +171,7 @@ func parseConfig(data []byte) (Config, error) {
 	// The document parsed: every key it sets has a place in it.
 	at := valuePositions(data)
 	// A bare number decodes into a Duration as nanoseconds: refuse it.
-	for _, k := range []string{"reconnect.initial_backoff", "reconnect.max_backoff"} {
+	for _, k := range []string{"reconnect.initial_backoff", "reconnect.max_backoff", "health.interval", "health.timeout"} {
 		if v, ok := at[strings.ToLower(k)]; ok && v.kind != unstable.String {
 			return c, at.errorf(k, "%s = %s: write a duration with its unit, such as \"5s\"", k, v.raw)
 		}
@@ -166,6 +180,14 @@ func parseConfig(data []byte) (Config, error) {
 	case "", "debug", "info", "warn", "error":
 	default:
 		return c, at.errorf("daemon.log_level", "daemon.log_level %q: want debug, info, warn or error", c.Daemon.LogLevel)
+	}
+	for k, d := range map[string]Duration{"health.interval": c.Health.Interval, "health.timeout": c.Health.Timeout} {
+		if d != 0 && time.Duration(d) < 100*time.Millisecond {
+			return c, at.errorf(k, "%s = %q: at least 100ms", k, time.Duration(d))
+		}
+	}
+	if c.Health.MaxConcurrent < 0 {
+		return c, at.errorf("health.max_concurrent", "health.max_concurrent = %d: must not be negative", c.Health.MaxConcurrent)
 	}
 	if key, err := c.Limits.check(); err != nil {
 		return c, at.errorf("limits."+key, "%w", err)

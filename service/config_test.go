@@ -261,10 +261,11 @@ func TestSampleConfigShowsTheDefaults(t *testing.T) {
 			MaxCIDLength: MaxCIDLength, MaxURILength: MaxURILength, MaxOptionLength: MaxOptionLength,
 			MaxWaitsPerCaller: DefaultMaxWaitsPerCaller},
 		Reconnect: ReconnectConfig{InitialBackoff: Duration(time.Second), MaxBackoff: Duration(time.Minute)},
+		Health:    HealthConfig{Interval: Duration(5 * time.Second), Timeout: Duration(5 * time.Second), MaxConcurrent: 8},
 	}
 	on := true
 	want.Reconnect.LinkEvents = &on
-	if !reflect.DeepEqual(got, want) || keys != 10 || !got.Reconnect.FollowLinks() {
-		t.Errorf("the sample shows %d keys meaning %+v; want 10 meaning %+v", keys, got, want)
+	if !reflect.DeepEqual(got, want) || keys != 13 || !got.Reconnect.FollowLinks() || got.Health.Policy() != (HealthPolicy{}).withDefaults() {
+		t.Errorf("the sample shows %d keys meaning %+v; want 13 meaning %+v", keys, got, want)
 	}
 }

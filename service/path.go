@@ -87,6 +87,7 @@ func (s *Service) pathChanged(host string, p Path) {
 		}
 		was, known := t.path, t.pathKnown
 		t.path, t.pathKnown = p, true
+		t.recheck = t.recheck || !known || was.Usable != p.Usable || was.Link != p.Link
 		wasDown = wasDown || (known && !was.Usable)
 		for c := range t.cids {
 			ev.CIDs = append(ev.CIDs, c)

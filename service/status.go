@@ -30,6 +30,10 @@ type Status struct {
 	ConnectedSince   time.Time
 	Attempts         uint32
 	NextAttempt      time.Time
+	// ReadDelay is how long the last read through the connection took,
+	// LastProbe when it was made (zero: never; see Prober).
+	ReadDelay time.Duration
+	LastProbe time.Time
 	// Info is the connection info shown to clients: never credentials.
 	Info map[string]any
 }
@@ -64,6 +68,8 @@ func (t *target) statusLocked(spec Spec) Status {
 		ConnectedSince: t.actual.since,
 		Attempts:       t.actual.attempts,
 		NextAttempt:    t.actual.next,
+		ReadDelay:      t.actual.readDelay,
+		LastProbe:      t.actual.probedAt,
 	}
 	if t.actual.lastErr != nil {
 		st.LastError = t.actual.lastErr.Name

@@ -30,6 +30,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/storkeep/storkeep/backends/ioprobe"
 	"github.com/storkeep/storkeep/netmon"
 	"github.com/storkeep/storkeep/service"
 )
@@ -75,6 +76,10 @@ type Backend struct {
 	// shared with the path monitor; nil means a cache of the backend's own.
 	Resolver     *netmon.Resolver
 	resolverOnce sync.Once
+	// IOProbe runs the reads that prove a LUN usable (Probe); nil runs
+	// the daemon's own executable as the helper.
+	IOProbe     *ioprobe.Runner
+	ioProbeOnce sync.Once
 
 	// nodeMu serializes changes to the node database: iscsiadm's own lock
 	// only covers one call, and a record is created and then edited.

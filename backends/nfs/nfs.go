@@ -27,6 +27,7 @@ import (
 
 	godbus "github.com/godbus/dbus/v5"
 
+	"github.com/storkeep/storkeep/backends/ioprobe"
 	"github.com/storkeep/storkeep/service"
 	"github.com/storkeep/storkeep/units"
 )
@@ -62,10 +63,13 @@ type Backend struct {
 	// still answers (default 2 s); ProbeTimeout bounds one question
 	// (default 1.5 s).
 	ProbeInterval, ProbeTimeout time.Duration
-	// Probe asks a server whether it answers (nil: an NFS NULL call over
-	// TCP); tests replace it.
-	Probe func(ctx context.Context, server string, port uint16, vers uint32) error
-	Log   *slog.Logger
+	// AskServer asks a server whether it answers (nil: an NFS NULL call
+	// over TCP); tests replace it.
+	AskServer func(ctx context.Context, server string, port uint16, vers uint32) error
+	Log       *slog.Logger
+	// IOProbe runs the reads that prove a mount usable (Probe); the zero
+	// value runs the daemon's own executable as the helper.
+	IOProbe *ioprobe.Runner
 
 	initOnce sync.Once
 	mu       sync.Mutex // guards targets, byPath and servers
@@ -114,8 +118,11 @@ func (b *Backend) init() {
 		if b.ProbeTimeout <= 0 {
 			b.ProbeTimeout = 1500 * time.Millisecond
 		}
-		if b.Probe == nil {
-			b.Probe = probeServer
+		if b.AskServer == nil {
+			b.AskServer = probeServer
+		}
+		if b.IOProbe == nil {
+			b.IOProbe = &ioprobe.Runner{}
 		}
 		b.targets = make(map[service.TargetKey]*entry)
 		b.byPath = make(map[godbus.ObjectPath]*entry)
@@ -263,6 +270,10 @@ func (b *Backend) Connect(ctx context.Context, spec service.Spec) (service.Obser
 	if err := os.MkdirAll(b.mountRoot(), 0o755); err != nil {
 		return service.Observation{}, service.NewConnError(ErrMountFailed, "mount root: %v", err)
 	}
+	if err := guardMountPoint(e.where); err != nil {
+		// The mount works without the guard; say so once per attempt.
+		b.Log.Warn("could not guard the mount point against writes while unmounted", "path", e.where, "err", err)
+	}
 	mnt := units.Mount{
 		What:        what(spec.NFS),
 		Where:       e.where,
@@ -302,7 +313,7 @@ func (b *Backend) Connect(ctx context.Context, spec service.Spec) (service.Obser
 func (b *Backend) preflight(ctx context.Context, n *service.NFSSpec) error {
 	pctx, cancel := context.WithTimeout(ctx, b.ProbeTimeout)
 	defer cancel()
-	err := b.Probe(pctx, n.Server, n.Port, probeVersion(n))
+	err := b.AskServer(pctx, n.Server, n.Port, probeVersion(n))
 	if definitelyUnreachable(err) {
 		return service.NewConnError(ErrServerUnreachable, "NFS server %s: %v", n.Server, err)
 	}
@@ -331,6 +342,9 @@ func (b *Backend) Disconnect(ctx context.Context, spec service.Spec) error {
 		if err := unmount(ctx, e.where); err != nil {
 			return service.NewConnError(ErrUnmountFailed, "unmount %s: %v", e.where, err)
 		}
+	}
+	if err := unguardMountPoint(e.where); err != nil {
+		b.Log.Warn("could not lift the mount point's guard", "path", e.where, "err", err)
 	}
 	if err := os.Remove(e.where); err != nil && !errors.Is(err, os.ErrNotExist) {
 		if errors.Is(err, syscall.EBUSY) {

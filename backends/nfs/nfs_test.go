@@ -204,9 +204,53 @@ func newTestBackend(t *testing.T) (*Backend, *fakeUnits) {
 	os.WriteFile(mi, []byte("22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw\n"), 0o644)
 	fu := &fakeUnits{t: t, mountinfo: mi}
 	b := &Backend{RuntimeDir: filepath.Join(dir, "run"), Units: fu, MountInfo: mi,
-		Log:   slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Probe: func(context.Context, string, uint16, uint32) error { return nil }}
+		Log:       slog.New(slog.NewTextHandler(io.Discard, nil)),
+		AskServer: func(context.Context, string, uint16, uint32) error { return nil }}
+	t.Cleanup(func() { unguardAll(t, filepath.Join(dir, "run", "nfs")) })
 	return b, fu
+}
+
+// unguardAll lifts the mount point guard of every mount point under root,
+// so that the test's directory can be removed.
+func unguardAll(t *testing.T, root string) {
+	ents, _ := os.ReadDir(root)
+	for _, e := range ents {
+		if err := unguardMountPoint(filepath.Join(root, e.Name())); err != nil {
+			t.Errorf("unguard: %v", err)
+		}
+	}
+}
+
+// While the export is not mounted, nothing can create a file in its mount
+// point (it would land on the local disk); Disconnect still removes it.
+func TestMountPointGuard(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("setting the immutable flag needs CAP_LINUX_IMMUTABLE (root)")
+	}
+	b, _ := newTestBackend(t)
+	spec := mustSpec(t, "nfs://10.0.0.1/guarded?vers=4.2")
+	ctx := context.Background()
+	if _, err := b.Connect(ctx, spec); err != nil {
+		t.Fatal(err)
+	}
+	where, _ := MountPoint(b.mountRoot(), spec)
+	err := os.WriteFile(filepath.Join(where, "vm.img"), []byte("x"), 0o600)
+	if !errors.Is(err, syscall.EPERM) {
+		if err == nil {
+			var st syscall.Statfs_t
+			syscall.Statfs(where, &st)
+			if st.Type == 0x01021994 { // tmpfs without FS_IOC_SETFLAGS (Linux < 6.0)
+				t.Skip("this kernel's tmpfs takes no inode flags")
+			}
+		}
+		t.Fatalf("write into the unmounted mount point: %v, want EPERM", err)
+	}
+	if err := b.Disconnect(ctx, spec); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(where); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("mount point after Disconnect: %v, want removed", err)
+	}
 }
 
 func TestConnectObserveDisconnect(t *testing.T) {
@@ -396,7 +440,7 @@ func TestProbedNeedsTwoMissesButOneRefusal(t *testing.T) {
 
 func TestConnectFailsFastWhenTheServerCannotBeReached(t *testing.T) {
 	b, fu := newTestBackend(t)
-	b.Probe = func(context.Context, string, uint16, uint32) error {
+	b.AskServer = func(context.Context, string, uint16, uint32) error {
 		return &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ENETUNREACH)}
 	}
 	_, err := b.Connect(context.Background(), mustSpec(t, "nfs://10.0.0.1/e?vers=4.2"))
@@ -405,7 +449,7 @@ func TestConnectFailsFastWhenTheServerCannotBeReached(t *testing.T) {
 		t.Fatalf("Connect = %v with %d unit starts; want ServerUnreachable and no mount unit", err, len(fu.starts))
 	}
 	// Silence is no proof: the mount goes ahead.
-	b.Probe = func(context.Context, string, uint16, uint32) error { return context.DeadlineExceeded }
+	b.AskServer = func(context.Context, string, uint16, uint32) error { return context.DeadlineExceeded }
 	if _, err := b.Connect(context.Background(), mustSpec(t, "nfs://10.0.0.1/e?vers=4.2")); err != nil || len(fu.starts) != 1 {
 		t.Fatalf("Connect = %v with %d unit starts; want a mount", err, len(fu.starts))
 	}

@@ -346,7 +346,7 @@ func (b *Backend) probeMounted(ctx context.Context, poke func(service.TargetKey)
 		go func() {
 			defer wg.Done()
 			pctx, cancel := context.WithTimeout(ctx, b.ProbeTimeout)
-			err := b.Probe(pctx, srv.host, srv.port, srv.vers)
+			err := b.AskServer(pctx, srv.host, srv.port, srv.vers)
 			cancel()
 			if ctx.Err() != nil {
 				return

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -230,5 +231,16 @@ func showValue(name string, v dbus.Variant, now time.Time) string {
 	if zero, ok := timeZero(name, v); ok {
 		return formatTime(unwrapVariant(v).(uint64), zero, now)
 	}
+	if us, ok := unwrapVariant(v).(uint32); ok && name == "ReadDelay" {
+		return formatReadDelay(us)
+	}
 	return formatValue(v)
+}
+
+// formatReadDelay renders ReadDelay's µs: "0.84 ms", "-" before any read.
+func formatReadDelay(us uint32) string {
+	if us == 0 {
+		return "-"
+	}
+	return strconv.FormatFloat(float64(us)/1000, 'f', 2, 64) + " ms"
 }

@@ -15,6 +15,7 @@ import (
 	"runtime/debug"
 	"syscall"
 
+	"github.com/storkeep/storkeep/backends/ioprobe"
 	"github.com/storkeep/storkeep/backends/iscsi"
 	"github.com/storkeep/storkeep/backends/nfs"
 	skdbus "github.com/storkeep/storkeep/dbus"
@@ -31,6 +32,10 @@ var version = "0.1.0~dev"
 const defaultConfig = "/etc/storkeep/storkeep.toml"
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == ioprobe.HelperArg {
+		// A read through a connection, for the daemon (backends/ioprobe).
+		os.Exit(ioprobe.Main(os.Args[2:]))
+	}
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "storkeepd:", err)
 		os.Exit(1)
@@ -160,6 +165,7 @@ func run() error {
 		Logger:    log.With("component", "service"),
 		MaxCIDs:   cfg.Limits.MaxCIDs,
 		Reconnect: reconnectPolicy(cfg.Reconnect),
+		Health:    cfg.Health.Policy(),
 		Paths:     paths,
 		Backends: map[service.Kind]service.Backend{
 			service.KindNFS: &nfs.Backend{RuntimeDir: f.runtimeDir,
