@@ -54,13 +54,27 @@ func (b *Backend) Connect(ctx context.Context, spec service.Spec) (service.Obser
 		return service.Observation{}, connErrorFor(ErrLoginFailed, err)
 	}
 	if s, ok := pick(sessions, is, addrs); ok {
-		if s.State != stateLoggedIn {
+		switch {
+		case s.State == stateLoggedIn:
+			return b.waitDevices(ctx, s.ID, is)
+		case !b.pastRecovery(s, time.Now()):
 			// The kernel and iscsid recover it on their own; a second
 			// login would only be refused with "session exists".
 			obs, _ := observation(b.devRoot(), s, is.LUN)
 			return obs, nil
 		}
-		return b.waitDevices(ctx, s.ID, is)
+		// Failed for longer than the kernel holds I/O for it: its devices
+		// fail every I/O already. If the portal answers, a new login
+		// works where iscsid's recovery is stuck.
+		if err := b.checkPortal(ctx, nodeRecord{IQN: is.IQN, Addr: s.Address, Port: s.Port, TPGT: is.TPGT, Iface: is.Iface}); err != nil {
+			obs, _ := observation(b.devRoot(), s, is.LUN)
+			return obs, nil
+		}
+		b.log().Warn("session failed past its replacement timeout and the portal answers; logging in again",
+			"target", string(spec.Target), "session", s.ID, "recovery_tmo", s.RecoveryTmo)
+		if err := b.logout(ctx, s.ID); err != nil {
+			return service.Observation{}, connErrorFor(ErrLoginFailed, err)
+		}
 	}
 	if err := b.initiatorAvailable(); err != nil {
 		return service.Observation{}, err

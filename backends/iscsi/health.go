@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/storkeep/storkeep/backends/ioprobe"
 	"github.com/storkeep/storkeep/service"
@@ -76,4 +77,41 @@ func (b *Backend) Reach(ctx context.Context, spec service.Spec) error {
 		return err
 	}
 	return c.Close()
+}
+
+// defaultRecoveryTmo is the kernel's recovery_tmo when sysfs does not say
+// (open-iscsi's default replacement_timeout).
+const defaultRecoveryTmo = 120 * time.Second
+
+// recoveryMargin is added to a session's recovery_tmo before storkeep
+// gives up on iscsid's recovery: the kernel fails the I/O at recovery_tmo,
+// iscsid keeps trying after that.
+const recoveryMargin = 10 * time.Second
+
+// failingFor records s's state at now and returns how long it has been
+// seen not logged in (0 when it is logged in).
+func (b *Backend) failingFor(s session, now time.Time) time.Duration {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if s.State == stateLoggedIn {
+		delete(b.failedAt, s.ID)
+		return 0
+	}
+	if b.failedAt == nil {
+		b.failedAt = make(map[uint32]time.Time)
+	}
+	at, ok := b.failedAt[s.ID]
+	if !ok {
+		b.failedAt[s.ID] = now
+		return 0
+	}
+	return now.Sub(at)
+}
+
+// pastRecovery reports whether s has been FAILED for longer than the
+// kernel holds I/O for it, plus a margin: a session still within it is
+// recovering and is never logged out.
+func (b *Backend) pastRecovery(s session, now time.Time) bool {
+	d := b.failingFor(s, now)
+	return s.State == stateFailed && d > s.RecoveryTmo+recoveryMargin
 }

@@ -91,6 +91,9 @@ type Backend struct {
 	// the key the service uses (a DNS name, say, where sysfs shows an
 	// address). Entries go when the service forgets the target (Forget).
 	known map[service.TargetKey]*service.ISCSISpec
+	// failedAt is when each session was first seen not logged in (see
+	// failingFor); a session leaves it when it is logged in again.
+	failedAt map[uint32]time.Time
 }
 
 func (b *Backend) sysRoot() string    { return orDefault(b.SysRoot, "/sys") }
@@ -276,6 +279,7 @@ func (b *Backend) Observe(ctx context.Context, spec service.Spec) (service.Obser
 	if !ok {
 		return service.Observation{}, nil
 	}
+	b.failingFor(s, time.Now())
 	obs, _ := observation(b.devRoot(), s, is.LUN)
 	return obs, nil
 }
