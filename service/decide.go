@@ -278,12 +278,19 @@ func decideUnreadable(in inputs, err *ConnError) action {
 	return failedRead(in, err, "a read failed")
 }
 
+// unreadableRetry is how soon a connection that is there but unreadable is
+// read again (at most: the probe interval may be shorter). A read costs one
+// helper process; a connection that works again is so reported within about
+// a second of its first good read, whatever the backoff.
+const unreadableRetry = time.Second
+
 // failedRead is failed for a connection that is there but unreadable: the
-// next try (a read, after an idempotent connect) comes within the probe
-// interval whatever the backoff, since nothing is torn down or made anew.
+// next try (a read, after an idempotent connect) comes within
+// unreadableRetry whatever the backoff, since nothing is torn down or made
+// anew.
 func failedRead(in inputs, err *ConnError, why string) action {
 	act := failed(in, err, why)
-	if next := in.health.nextProbe(in.target, in.now); act.until.After(next) {
+	if next := in.now.Add(min(unreadableRetry, in.health.Interval)); act.until.After(next) {
 		act.until = next
 	}
 	return act

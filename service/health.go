@@ -63,30 +63,49 @@ func (s *Service) SetHealthPolicy(p HealthPolicy) {
 
 // probe runs one backend probe of t, within a slot and the policy's
 // deadline. It records the result's time and delay, which clients read
-// (ReadDelay, LastProbe) without a change signal per probe.
-func (s *Service) probe(t *target, pr Prober, spec Spec, obs Observation) ProbeResult {
+// (ReadDelay, LastProbe) without a change signal per probe. With
+// interruptible, an event about t (Poke, a path change) ends the read at
+// once and probe reports interrupted: the result means nothing.
+func (s *Service) probe(t *target, pr Prober, spec Spec, obs Observation, interruptible bool) (_ ProbeResult, interrupted bool) {
 	s.mu.RLock()
 	slots, pol := s.probeSlots, s.opts.Health
 	s.mu.RUnlock()
 	select {
 	case slots <- struct{}{}:
 	case <-s.ctx.Done():
-		return ProbeResult{Err: NewConnError(ErrNameIOTimeout, "stopping")}
+		return ProbeResult{Err: NewConnError(ErrNameIOTimeout, "stopping")}, false
 	}
 	ctx, cancel := context.WithTimeout(s.ctx, pol.Timeout)
 	s.mu.Lock()
-	t.stopProbe = cancel
+	t.stopProbe, t.interrupted = cancel, false
+	if !interruptible {
+		t.stopProbe = nil
+	}
 	s.mu.Unlock()
 	res := pr.Probe(ctx, spec, obs)
 	s.mu.Lock()
 	t.stopProbe = nil
+	interrupted, t.interrupted = t.interrupted, false
 	s.mu.Unlock()
 	cancel()
 	<-slots
+	if interrupted {
+		return res, true
+	}
 	now := s.clock.Now()
 	s.apply(t, func(a *actual) bool { return a.probed(res, now) })
 	if res.Err != nil {
 		s.log.Debug("probe failed", "target", string(t.key), "err", res.Err, "delay", res.Delay)
 	}
-	return res
+	return res, false
+}
+
+// interruptProbeLocked ends t's read in flight, if any, for an event that
+// may explain why it hangs.
+func (t *target) interruptProbeLocked() {
+	if t.stopProbe != nil {
+		t.interrupted = true
+		t.stopProbe()
+		t.stopProbe = nil
+	}
 }

@@ -20,6 +20,8 @@ type probingBackend struct {
 	heals   map[TargetKey]int
 	answers error // what Reach returns
 	nreach  int
+	hang    bool          // reads hang until their deadline
+	reading chan struct{} // gets a value when a read starts (if set)
 }
 
 func newProbingBackend(fb *fakeBackend) *probingBackend {
@@ -29,9 +31,18 @@ func newProbingBackend(fb *fakeBackend) *probingBackend {
 
 func (b *probingBackend) Probe(ctx context.Context, spec Spec, obs Observation) ProbeResult {
 	b.pmu.Lock()
-	defer b.pmu.Unlock()
 	b.nreads[spec.Target]++
-	return ProbeResult{Delay: 1500 * time.Microsecond, Err: b.reads[spec.Target]}
+	hang, reading := b.hang, b.reading
+	res := ProbeResult{Delay: 1500 * time.Microsecond, Err: b.reads[spec.Target]}
+	b.pmu.Unlock()
+	if reading != nil {
+		reading <- struct{}{}
+	}
+	if hang {
+		<-ctx.Done()
+		return ProbeResult{Delay: time.Hour, Err: NewConnError(ErrNameIOTimeout, "no answer")}
+	}
+	return res
 }
 
 func (b *probingBackend) Heal(ctx context.Context, spec Spec, broken *ConnError) (Observation, error) {
@@ -159,5 +170,29 @@ func TestServerAnsweringAgainEndsTheBackoff(t *testing.T) {
 	eventually(t, "reconnected once the server answers, an hour before the backoff ends", func() bool {
 		clock.advance(reachEvery)
 		return ts.status("vm1").Connected
+	})
+}
+
+// A read that hangs (a session in recovery queues its I/O) does not hold
+// up what the event that came meanwhile says: the session failed is
+// reported at once, not at the read's deadline.
+func TestEventInterruptsAHungRead(t *testing.T) {
+	var pb *probingBackend
+	ts := newTestService(t, withProbing(&pb), func(ts *testService) {
+		ts.opts.Health = HealthPolicy{Interval: time.Hour, Timeout: time.Hour}
+	})
+	spec := specFor(t, "iscsi://10.0.0.1/iqn.2026-01.org.example:hang")
+	ts.manage("vm1", spec)
+	ts.waitConnected("vm1")
+	pb.pmu.Lock()
+	pb.hang, pb.reading = true, make(chan struct{}, 1)
+	reading := pb.reading
+	pb.pmu.Unlock()
+	ts.svc.Poke(spec.Target) // an event: a read, which hangs
+	<-reading
+	ts.be.lose(spec.Target, NewConnError("SessionFailed", "session 3 is FAILED"))
+	ts.svc.Poke(spec.Target) // the session's state changed
+	eventually(t, "the failed session is reported while the read still hangs", func() bool {
+		return ts.status("vm1").LastError == "SessionFailed"
 	})
 }

@@ -449,6 +449,7 @@ func (s *Service) Poke(k TargetKey) {
 	defer s.mu.Unlock()
 	if t := s.targets[k]; t != nil {
 		t.recheck = true
+		t.interruptProbeLocked()
 		s.pokeLocked(t)
 	}
 }

@@ -30,8 +30,11 @@ type target struct {
 	// Poke and pathChanged, taken by the pass.
 	recheck bool
 	// stopProbe ends the probe in flight (set while one runs): a release
-	// need not wait for the read of a hung server.
-	stopProbe context.CancelFunc
+	// need not wait for the read of a hung server, nor an event (a session
+	// that failed, a path that went down) for a read that its cause holds
+	// up. interrupted says an event did: the pass looks again.
+	stopProbe   context.CancelFunc
+	interrupted bool
 
 	// Actual state: written by the target's pass only.
 	actual actual
@@ -84,6 +87,8 @@ func (s *Service) pass(t *target) {
 		look   *seen
 		result *tried
 		read   *ProbeResult
+		// interruptible: an event may still cut a read short in this pass.
+		interruptible = true
 	)
 	for step := 0; step < maxSteps; step++ {
 		in := s.inputs(t, be, force, look, result)
@@ -120,7 +125,14 @@ func (s *Service) pass(t *target) {
 			if result != nil {
 				obs = result.obs
 			}
-			res := s.probe(t, be.(Prober), in.spec(), obs)
+			res, interrupted := s.probe(t, be.(Prober), in.spec(), obs, interruptible)
+			if interrupted {
+				// An event came while it read: what it found may be why
+				// the read hung. Look again (once per pass).
+				interruptible = false
+				look, read = nil, nil
+				continue
+			}
 			read = &res
 		case doConnect, doHeal:
 			s.apply(t, func(a *actual) bool { return a.attemptStarted(act.reset) })
