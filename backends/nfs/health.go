@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"syscall"
 	"time"
@@ -148,4 +149,27 @@ func ioctl(fd int, req uintptr, v *uint32) error {
 		return e
 	}
 	return nil
+}
+
+// LiftGuards lifts the guard of every mount point under runtimeDir/nfs,
+// for whoever must remove them by hand with the daemon stopped (an admin
+// cleaning up after uninstalling, a test's temporary directory).
+//
+// Equivalent to: chattr -i RUNTIMEDIR/nfs/*
+func LiftGuards(runtimeDir string) error {
+	root := filepath.Join(runtimeDir, "nfs")
+	ents, err := os.ReadDir(root)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, e := range ents {
+		if e.IsDir() {
+			errs = append(errs, unguardMountPoint(filepath.Join(root, e.Name())))
+		}
+	}
+	return errors.Join(errs...)
 }

@@ -206,19 +206,12 @@ func newTestBackend(t *testing.T) (*Backend, *fakeUnits) {
 	b := &Backend{RuntimeDir: filepath.Join(dir, "run"), Units: fu, MountInfo: mi,
 		Log:       slog.New(slog.NewTextHandler(io.Discard, nil)),
 		AskServer: func(context.Context, string, uint16, uint32) error { return nil }}
-	t.Cleanup(func() { unguardAll(t, filepath.Join(dir, "run", "nfs")) })
-	return b, fu
-}
-
-// unguardAll lifts the mount point guard of every mount point under root,
-// so that the test's directory can be removed.
-func unguardAll(t *testing.T, root string) {
-	ents, _ := os.ReadDir(root)
-	for _, e := range ents {
-		if err := unguardMountPoint(filepath.Join(root, e.Name())); err != nil {
-			t.Errorf("unguard: %v", err)
+	t.Cleanup(func() {
+		if err := LiftGuards(filepath.Join(dir, "run")); err != nil {
+			t.Errorf("lift the mount point guards: %v", err)
 		}
-	}
+	})
+	return b, fu
 }
 
 // While the export is not mounted, nothing can create a file in its mount

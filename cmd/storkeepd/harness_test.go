@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/storkeep/storkeep/backends/nfs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -113,6 +114,10 @@ func newDaemonConfig(t testing.TB, config string, args ...string) *daemon {
 	d.start()
 	t.Cleanup(func() {
 		d.stop()
+		// The NFS backend guards the mount points it made (immutable).
+		if err := nfs.LiftGuards(d.runtimeDir); err != nil {
+			t.Errorf("lift the mount point guards: %v", err)
+		}
 		if t.Failed() {
 			t.Logf("daemon log:\n%s", d.log.String())
 		}
