@@ -207,13 +207,11 @@ func (b *Backend) checkPortal(ctx context.Context, rec nodeRecord) error {
 // while an earlier login is still retrying).
 const sessionAppearWait = 5 * time.Second
 
-// pollInterval is how often a wait re-reads sysfs.
-const pollInterval = 20 * time.Millisecond
-
 // waitSession waits for the target's session to show in sysfs.
 func (b *Backend) waitSession(ctx context.Context, is *service.ISCSISpec, addrs []netip.Addr) (session, error) {
 	deadline := time.Now().Add(sessionAppearWait)
 	for {
+		next := b.nextChange()
 		sessions, err := readSessions(b.sysRoot())
 		if err != nil {
 			return session{}, connErrorFor(ErrLoginFailed, err)
@@ -226,7 +224,7 @@ func (b *Backend) waitSession(ctx context.Context, is *service.ISCSISpec, addrs 
 				"iscsiadm reported a login to %s at %s, but no session shows in sysfs (an earlier login may still be retrying in iscsid)",
 				is.IQN, service.HostPort(addrs[0].String(), is.PortalPort()))
 		}
-		if err := sleepCtx(ctx, pollInterval); err != nil {
+		if err := b.pause(ctx, next); err != nil {
 			return session{}, service.NewConnError(ErrTimeout, "waiting for the session to %s: %v", is.IQN, err)
 		}
 	}
@@ -243,6 +241,7 @@ func (b *Backend) waitDevices(ctx context.Context, id uint32, is *service.ISCSIS
 	deadline := time.Now().Add(b.deviceTimeout())
 	rescanned := false
 	for {
+		next := b.nextChange()
 		s, err := readSession(b.sysRoot(), id)
 		if errors.Is(err, fs.ErrNotExist) {
 			return service.Observation{}, service.NewConnError(ErrLost, "session %d to %s vanished", id, is.IQN)
@@ -260,7 +259,7 @@ func (b *Backend) waitDevices(ctx context.Context, id uint32, is *service.ISCSIS
 			if all, _ := checkLUNs(s, -1, pendingOf(b.devRoot(), s)); all != lunsPending || time.Now().After(deadline) {
 				return obs, nil
 			}
-			if sleepCtx(ctx, pollInterval) != nil {
+			if b.pause(ctx, next) != nil {
 				return obs, nil
 			}
 			continue
@@ -280,7 +279,7 @@ func (b *Backend) waitDevices(ctx context.Context, id uint32, is *service.ISCSIS
 				id, b.deviceTimeout(), obs.Err)
 			return obs, nil
 		}
-		if err := sleepCtx(ctx, pollInterval); err != nil {
+		if err := b.pause(ctx, next); err != nil {
 			obs.Err = service.NewConnError(ErrTimeout, "waiting for the devices of session %d: %v", id, err)
 			return obs, nil
 		}
@@ -291,6 +290,23 @@ func (b *Backend) waitDevices(ctx context.Context, id uint32, is *service.ISCSIS
 func pendingOf(devRoot string, s session) map[int]bool {
 	_, pending := devices(devRoot, s)
 	return pending
+}
+
+// pause waits for the next uevent about sessions or devices (next, taken
+// before the last read of sysfs), or PollInterval, whichever comes first:
+// udev's event for a by-path link ends the wait for it at once, and the
+// re-read covers a host whose uevents the watcher does not get.
+func (b *Backend) pause(ctx context.Context, next <-chan struct{}) error {
+	t := time.NewTimer(b.pollInterval())
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-next:
+		return nil
+	case <-t.C:
+		return nil
+	}
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) error {

@@ -66,7 +66,10 @@ type Backend struct {
 	// AskServer asks a server whether it answers (nil: an NFS NULL call
 	// over TCP); tests replace it.
 	AskServer func(ctx context.Context, server string, port uint16, vers uint32) error
-	Log       *slog.Logger
+	// DialServer opens a TCP connection to a server's NFS port and closes
+	// it, before a mount (nil: reachServer); tests replace it.
+	DialServer func(ctx context.Context, server string, port uint16) error
+	Log        *slog.Logger
 	// IOProbe runs the reads that prove a mount usable (Probe); the zero
 	// value runs the daemon's own executable as the helper.
 	IOProbe *ioprobe.Runner
@@ -93,6 +96,18 @@ type entry struct {
 	mounted bool  // the last look at the mount table found it mounted
 	down    error // the server does not answer (see probed)
 	misses  int   // unanswered probes in a row
+	// shown, while a Connect waits for its mount, is closed when the
+	// mount table watcher sees the export mounted at where.
+	shown chan struct{}
+}
+
+// mountShown tells a Connect waiting for e's mount that the mount table
+// shows it. Called with Backend.mu held.
+func (e *entry) mountShown() {
+	if e.shown != nil {
+		close(e.shown)
+		e.shown = nil
+	}
 }
 
 func (b *Backend) init() {
@@ -123,6 +138,9 @@ func (b *Backend) init() {
 		}
 		if b.IOProbe == nil {
 			b.IOProbe = &ioprobe.Runner{}
+		}
+		if b.DialServer == nil {
+			b.DialServer = reachServer
 		}
 		b.targets = make(map[service.TargetKey]*entry)
 		b.byPath = make(map[godbus.ObjectPath]*entry)
@@ -283,7 +301,7 @@ func (b *Backend) Connect(ctx context.Context, spec service.Spec) (service.Obser
 		Timeout:     b.MountTimeout,
 	}
 	b.Log.Info("mounting", "target", string(spec.Target), "unit", e.unit, "options", mnt.Options)
-	serr := b.Units.Start(ctx, mnt)
+	serr := b.start(ctx, e, mnt)
 
 	// Whatever systemd said, the mount table decides: a mount whose job
 	// timed out may still have come up.
@@ -303,25 +321,6 @@ func (b *Backend) Connect(ctx context.Context, spec service.Spec) (service.Obser
 		serr = errors.New("systemd reports the unit active, but the mount table does not show the mount")
 	}
 	return service.Observation{}, classify(spec.Target, serr)
-}
-
-// preflight asks the server once (a NULL call, ProbeTimeout) before a
-// mount: a server that cannot be reached at all (refused, no route) fails
-// the attempt in milliseconds instead of a mount unit that hangs until its
-// timeout and holds up the attempt after it. Silence proves nothing (a
-// busy server, a slow network): the mount goes ahead and decides.
-func (b *Backend) preflight(ctx context.Context, n *service.NFSSpec) error {
-	pctx, cancel := context.WithTimeout(ctx, b.ProbeTimeout)
-	defer cancel()
-	err := b.AskServer(pctx, n.Server, n.Port, probeVersion(n))
-	if definitelyUnreachable(err) {
-		return service.NewConnError(ErrServerUnreachable, "NFS server %s: %v", n.Server, err)
-	}
-	return nil
-}
-
-func definitelyUnreachable(err error) bool {
-	return errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EHOSTUNREACH) || errors.Is(err, syscall.ENETUNREACH)
 }
 
 // Disconnect stops the mount unit (a lazy, forced unmount that finishes

@@ -142,6 +142,9 @@ func (b *Backend) mountTableChanged(mounts []Mount, poke func(service.TargetKey)
 	for key, e := range b.targets {
 		m, ok := top[e.where]
 		now := ok && isExport(m, e.spec.NFS)
+		if now {
+			e.mountShown()
+		}
 		if now != e.mounted {
 			changed = append(changed, key)
 		}
