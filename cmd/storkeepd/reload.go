@@ -108,5 +108,6 @@ func busLimits(l service.LimitsConfig) skdbus.Limits {
 		MaxOptionLength: l.MaxOptionLength,
 
 		MaxWaitsPerCaller: l.MaxWaitsPerCaller,
+		MaxMessageSize:    l.MaxMessageSize,
 	}
 }
