@@ -11,6 +11,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	godbus "github.com/godbus/dbus/v5"
 
@@ -103,40 +105,118 @@ func listKeys(names []string) (map[string]bool, *godbus.Error) {
 // wantsInfo tells whether the entries need ConnectionInfo.
 func (q listQuery) wantsInfo() bool { return q.keys == nil || q.keys[ListConnectionInfo] }
 
-// list encodes the reply to List, or says why there is none.
+// list replies to List, or says why it cannot.
 func (s *Server) list(msg godbus.Message, q listQuery) (map[string]map[string]godbus.Variant, *godbus.Error) {
 	var host []service.HostConnection
 	if q.host {
 		host = s.svc.HostConnections(context.Background())
 	}
-	query := service.ListQuery{Prefix: q.prefix, After: q.after, Host: host, NoInfo: !q.wantsInfo()}
-	maxBody := s.limits().MaxMessageSize - replyHeaderRoom
-	e := &wireEncoder{}
-	lp, st := e.beginArray(8)
-	for n := 0; q.limit == 0 || n < q.limit; {
-		query.Limit = listChunk
-		if q.limit > 0 {
-			query.Limit = min(listChunk, q.limit-n)
-		}
-		page := s.svc.ListPage(query)
-		if err := encodeListEntries(e, page, q.keys); err != nil {
-			s.log.Debug("List reply encoded by godbus", "reason", err)
-			return s.listByGodbus(q, host), nil
-		}
-		if len(e.b) > maxBody {
-			return nil, listTooLarge(q, n+len(page), len(e.b), s.limits().MaxMessageSize)
-		}
-		n += len(page)
-		if len(page) < query.Limit {
-			break
-		}
-		query.After = page[len(page)-1].ID
+	body, err := s.encodeList(q, host)
+	if err != nil {
+		return nil, err
 	}
-	e.endArray(lp, st)
-	if s.swapBody(msg, "a{sa{sv}}", e.b) {
+	if body != nil && s.swapBody(msg, "a{sa{sv}}", body, func() { putListBuf(body) }) {
 		return map[string]map[string]godbus.Variant{}, nil
 	}
+	putListBuf(body)
 	return s.listByGodbus(q, host), nil
+}
+
+// encodeList encodes the body of List's reply, a chunk of entries at a
+// time, into a buffer from listBufs; nil if storkeep's encoder cannot
+// (godbus must), an error if the reply would not fit in one message.
+func (s *Server) encodeList(q listQuery, host []service.HostConnection) ([]byte, *godbus.Error) {
+	query := service.ListQuery{Prefix: q.prefix, After: q.after, Limit: q.limit, Host: host, NoInfo: !q.wantsInfo()}
+	maxBody := s.limits().MaxMessageSize - replyHeaderRoom
+	e := &wireEncoder{b: getListBuf()}
+	var (
+		vals      []kv
+		keep      []bool // by index in appendListValues's order
+		encodeErr error
+		n         int
+	)
+	estimate := &listBytesPerEntry[0]
+	if query.NoInfo {
+		estimate = &listBytesPerEntry[1]
+	}
+	lp, st := e.beginArray(8)
+	s.svc.ListPages(query, listChunk, func(page []service.Status, total int) bool {
+		if n == 0 {
+			// Grown once to the size the last reply suggests, not
+			// doubled (and copied) a dozen times on the way.
+			e.b = slices.Grow(e.b, total*int(estimate.Load()))
+		}
+		for _, st := range page {
+			e.align(8)
+			if encodeErr = e.str(st.ID); encodeErr != nil {
+				return false
+			}
+			vals = appendListValues(vals[:0], st)
+			if keep == nil {
+				keep = keyMask(vals, q.keys)
+			}
+			if encodeErr = e.kvsSome(vals, keep); encodeErr != nil {
+				return false
+			}
+		}
+		n += len(page)
+		return len(e.b) <= maxBody
+	})
+	if n > 0 {
+		estimate.Store(int64(len(e.b)/n + 16))
+	}
+	switch {
+	case encodeErr != nil:
+		putListBuf(e.b)
+		if s.log != nil {
+			s.log.Debug("List reply encoded by godbus", "reason", encodeErr)
+		}
+		return nil, nil
+	case len(e.b) > maxBody:
+		size := len(e.b)
+		putListBuf(e.b)
+		return nil, listTooLarge(q, n, size, s.limits().MaxMessageSize)
+	}
+	e.endArray(lp, st)
+	return e.b, nil
+}
+
+// listBufs keeps List's encoding buffers between calls (a reply of
+// 10,000 entries is 2 to 7 MB): growing a new one each time cost more
+// than encoding into it, and the garbage raised the daemon's resident
+// size with every List. A buffer comes back once the swapper has written
+// it; the pool drops what two garbage collections find unused.
+var listBufs sync.Pool
+
+// listBytesPerEntry is the size of an entry in the last List reply with
+// ConnectionInfo ([0]) and without ([1]), to size the next one's buffer.
+var listBytesPerEntry = [2]atomic.Int64{}
+
+func init() {
+	listBytesPerEntry[0].Store(700)
+	listBytesPerEntry[1].Store(300)
+}
+
+// keyMask says which of vals to keep (keys nil: all).
+func keyMask(vals []kv, keys map[string]bool) []bool {
+	keep := make([]bool, len(vals))
+	for i, p := range vals {
+		keep[i] = keys == nil || keys[p.k]
+	}
+	return keep
+}
+
+func getListBuf() []byte {
+	if b, ok := listBufs.Get().(*[]byte); ok {
+		return (*b)[:0]
+	}
+	return nil
+}
+
+func putListBuf(b []byte) {
+	if cap(b) > 0 {
+		listBufs.Put(&b)
+	}
 }
 
 // listByGodbus is the reply as godbus encodes it, for the rare reply
@@ -169,12 +249,14 @@ func listTooLarge(q listQuery, entries, size, max int) *godbus.Error {
 // encodeListEntries appends the entries of page to an a{sa{sv}} that the
 // caller began, each with the keys asked for (nil: every key).
 func encodeListEntries(e *wireEncoder, page []service.Status, keys map[string]bool) error {
+	var vals []kv
 	for _, s := range page {
 		e.align(8)
 		if err := e.str(s.ID); err != nil {
 			return err
 		}
-		if err := e.kvs(selectKeys(listValues(s), keys)); err != nil {
+		vals = selectKeys(appendListValues(vals[:0], s), keys)
+		if err := e.kvs(vals); err != nil {
 			return err
 		}
 	}

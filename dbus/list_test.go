@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -18,11 +19,18 @@ import (
 	"github.com/storkeep/storkeep/service"
 )
 
-// listBus is a Server with n managed CIDs on a private bus that takes
-// messages of up to busMax bytes, serving under lim, and a client on it.
-func listBus(t *testing.T, n, busMax int, lim Limits) *godbus.Conn {
+// listService is a service (not running) with n managed CIDs, each on
+// an export of its own.
+func listService(t testing.TB, n int) *service.Service {
 	t.Helper()
-	store, _, err := service.OpenStore(t.TempDir())
+	// In memory: fsync costs nothing there, and n may be 10,000.
+	dir, err := os.MkdirTemp("/dev/shm", "storkeep-list-test-")
+	if err != nil {
+		dir = t.TempDir()
+	} else {
+		t.Cleanup(func() { os.RemoveAll(dir) })
+	}
+	store, _, err := service.OpenStore(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,6 +48,14 @@ func listBus(t *testing.T, n, busMax int, lim Limits) *godbus.Conn {
 			t.Fatal(err)
 		}
 	}
+	return svc
+}
+
+// listBus is a Server with n managed CIDs on a private bus that takes
+// messages of up to busMax bytes, serving under lim, and a client on it.
+func listBus(t testing.TB, n, busMax int, lim Limits) *godbus.Conn {
+	t.Helper()
+	svc := listService(t, n)
 	ctx, cancel := context.WithCancel(context.Background())
 	bus := dbustest.StartLimited(t, busMax)
 	c, err := Connect(bus.Address)

@@ -140,8 +140,11 @@ func (m manager) List(msg godbus.Message, opts map[string]godbus.Variant) (_ map
 }
 
 // listValues returns the List dictionary of st.
-func listValues(st service.Status) []kv {
-	return []kv{
+func listValues(st service.Status) []kv { return appendListValues(nil, st) }
+
+// appendListValues appends the List dictionary of st to dst.
+func appendListValues(dst []kv, st service.Status) []kv {
+	return append(dst, []kv{
 		{ListManaged, st.Managed},
 		{ListConnected, st.Connected},
 		{ListState, string(st.State)},
@@ -151,7 +154,7 @@ func listValues(st service.Status) []kv {
 		{ListLastError, st.LastError},
 		{ListLastErrorMessage, st.LastErrorMessage},
 		{ListConnectionInfo, st.Info},
-	}
+	}...)
 }
 
 func listEntry(st service.Status) map[string]godbus.Variant {

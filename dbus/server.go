@@ -272,13 +272,14 @@ func (s *Server) swapReply(msg godbus.Message, signature string, enc func(*wireE
 			"the reply would be %d bytes, and one D-Bus message holds at most %d (limits.max_message_size); "+
 				"Manager.List pages (options limit and after)", len(e.b), max)})
 	}
-	return s.swapBody(msg, signature, e.b), nil
+	return s.swapBody(msg, signature, e.b, nil), nil
 }
 
 // swapBody arranges for body, of type signature, to replace the reply
-// the handler of msg then returns. It reports false when it cannot: the
-// caller wants no reply, or names no sender.
-func (s *Server) swapBody(msg godbus.Message, signature string, body []byte) bool {
+// the handler of msg then returns; written calls done, if not nil, once
+// body is written. It reports false when it cannot: the caller wants no
+// reply, or names no sender.
+func (s *Server) swapBody(msg godbus.Message, signature string, body []byte, written func()) bool {
 	if s.swap == nil || msg.Flags&godbus.FlagNoReplyExpected != 0 || len(body) > maxSwappedBodySize {
 		return false
 	}
@@ -286,6 +287,6 @@ func (s *Server) swapBody(msg godbus.Message, signature string, body []byte) boo
 	if !ok {
 		return false
 	}
-	s.swap.register(sender, msg.Serial(), signature, body)
+	s.swap.register(sender, msg.Serial(), signature, body, written)
 	return true
 }

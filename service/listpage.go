@@ -31,48 +31,85 @@ func (s *Service) HostConnections(ctx context.Context) []HostConnection {
 	return s.listHost(ctx)
 }
 
-// ListPage returns the entries of List that q selects, sorted by ID. It
-// builds a status only for the entries it returns, so a page of 1,000 of
-// 100,000 CIDs costs a scan of their names, not 100,000 statuses.
+// ListPage returns the entries of List that q selects, sorted by ID.
 func (s *Service) ListPage(q ListQuery) []Status {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	sel := pageSelection{limit: q.Limit}
-	for c, e := range s.cids {
-		if id := string(c); id > q.After && strings.HasPrefix(id, q.Prefix) {
-			sel.offer(pageItem{id: id, cid: e})
-		}
-	}
-	for _, st := range s.unmanagedLocked(q.Prefix, q.Host) {
-		if st.ID > q.After {
-			sel.offer(pageItem{id: st.ID, st: st})
-		}
-	}
-	items := sel.sorted()
-	out := make([]Status, len(items))
-	for i, it := range items {
-		switch {
-		case it.cid == nil:
-			out[i] = it.st
-		case q.NoInfo:
-			out[i] = it.cid.target.stateLocked(it.cid.spec)
-			out[i].ID, out[i].Managed = it.id, true
-		default:
-			out[i] = it.cid.statusLocked()
-		}
-		if q.NoInfo {
-			out[i].Info = nil
-		}
-	}
+	var out []Status
+	s.ListPages(q, 1024, func(page []Status, _ int) bool {
+		out = append(out, page...)
+		return true
+	})
 	return out
 }
 
-// pageItem is an entry ListPage may return: a managed CID, whose status
-// is built only if it is, or an unmanaged entry's status.
+// ListPages calls page with the entries q selects, in ID order, chunk of
+// them at a time, and how many it selected in all, until it returns
+// false. It picks the entries in one
+// pass over the names, then builds the statuses of one chunk at a time
+// (a chunk under the lock, page without it), so that a List of 100,000
+// holds one chunk of statuses at any moment and never makes a writer
+// wait for more than a chunk; and it builds statuses only for the entries
+// it returns, so a page of 1,000 of 100,000 CIDs costs a scan of their
+// names, not 100,000 statuses. page must not keep the slice: the next
+// chunk reuses it. A CID unmanaged while its chunk waits is listed as it
+// last was.
+func (s *Service) ListPages(q ListQuery, chunk int, page func(chunk []Status, total int) bool) {
+	s.mu.RLock()
+	sel := pageSelection{limit: q.Limit}
+	if want := len(s.cids); q.Limit <= 0 || q.Limit > want {
+		sel.heap = make([]pageItem, 0, want+8)
+	} else {
+		sel.heap = make([]pageItem, 0, q.Limit)
+	}
+	for c, e := range s.cids {
+		if id := string(c); id > q.After && strings.HasPrefix(id, q.Prefix) {
+			sel.offer(pageItem{id: id, cid: e, unmanaged: -1})
+		}
+	}
+	unmanaged := s.unmanagedLocked(q.Prefix, q.Host)
+	for i, st := range unmanaged {
+		if st.ID > q.After {
+			sel.offer(pageItem{id: st.ID, unmanaged: i})
+		}
+	}
+	s.mu.RUnlock()
+	items := sel.sorted()
+	total := len(items)
+	buf := make([]Status, 0, min(chunk, len(items)))
+	for len(items) > 0 {
+		n := min(chunk, len(items))
+		buf = buf[:0]
+		s.mu.RLock()
+		for _, it := range items[:n] {
+			var st Status
+			switch {
+			case it.cid == nil:
+				st = unmanaged[it.unmanaged]
+			case q.NoInfo:
+				st = it.cid.target.stateLocked(it.cid.spec)
+				st.ID, st.Managed = it.id, true
+			default:
+				st = it.cid.statusLocked()
+			}
+			if q.NoInfo {
+				st.Info = nil
+			}
+			buf = append(buf, st)
+		}
+		s.mu.RUnlock()
+		items = items[n:]
+		if !page(buf, total) {
+			return
+		}
+	}
+}
+
+// pageItem is an entry ListPages may return: a managed CID, whose status
+// is built only if it is, or an unmanaged entry (its index). It is small:
+// the selection moves items around.
 type pageItem struct {
-	id  string
-	cid *cidEntry
-	st  Status
+	id        string
+	cid       *cidEntry
+	unmanaged int
 }
 
 // pageSelection keeps the limit smallest IDs offered (every one when limit
