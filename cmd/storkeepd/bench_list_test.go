@@ -91,6 +91,11 @@ func newListBenchDaemon(b *testing.B, n int) *daemon {
 		b.Fatal(err)
 	}
 	d := &daemon{t: b, bus: bus, stateDir: listBenchState(b, n), runtimeDir: filepath.Join(b.TempDir(), "run"), log: &syncBuffer{}}
+	// STORKEEP_BENCH_GOMEMLIMIT is the daemon's GOMEMLIMIT, to compare
+	// (this process's own was read when it started).
+	if v := os.Getenv("STORKEEP_BENCH_GOMEMLIMIT"); v != "" {
+		b.Setenv("GOMEMLIMIT", v)
+	}
 	d.start()
 	b.Cleanup(d.stop)
 	settle(b, d.cmd.Process.Pid)
@@ -220,6 +225,7 @@ func BenchmarkList10k(b *testing.B) {
 	defer relayV1.Close()
 	conn := d.client()
 	defer conn.Close()
+	startPeak := peakResidentMB(b, d.cmd.Process.Pid)
 	godbusList := func(dest string, path godbus.ObjectPath, method string) {
 		var out map[string]map[string]godbus.Variant
 		err := conn.Object(dest, path).Call(method, 0, map[string]godbus.Variant{skdbus.OptLimit: godbus.MakeVariant(uint32(n))}).Store(&out)
@@ -260,6 +266,7 @@ func BenchmarkList10k(b *testing.B) {
 	b.ReportMetric(float64(len(briefBody))/n, "bytes/entry")
 	b.ReportMetric(float64(len(v1Body))/n, "bytes/entry-v1")
 	b.ReportMetric(peakResidentMB(b, d.cmd.Process.Pid), "MB/rss-peak")
+	b.ReportMetric(startPeak, "MB/rss-peak-before-list")
 }
 
 // BenchmarkListPaged100k: List of all 100,000 CIDs in pages of 1,000, as
