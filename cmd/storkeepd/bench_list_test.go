@@ -225,7 +225,7 @@ func BenchmarkList10k(b *testing.B) {
 	defer relayV1.Close()
 	conn := d.client()
 	defer conn.Close()
-	startPeak := peakResidentMB(b, d.cmd.Process.Pid)
+	startPeak, idle := peakResidentMB(b, d.cmd.Process.Pid), residentMB(b, d.cmd.Process.Pid)
 	godbusList := func(dest string, path godbus.ObjectPath, method string) {
 		var out map[string]map[string]godbus.Variant
 		err := conn.Object(dest, path).Call(method, 0, map[string]godbus.Variant{skdbus.OptLimit: godbus.MakeVariant(uint32(n))}).Store(&out)
@@ -267,6 +267,7 @@ func BenchmarkList10k(b *testing.B) {
 	b.ReportMetric(float64(len(v1Body))/n, "bytes/entry-v1")
 	b.ReportMetric(peakResidentMB(b, d.cmd.Process.Pid), "MB/rss-peak")
 	b.ReportMetric(startPeak, "MB/rss-peak-before-list")
+	b.ReportMetric(idle, "MB/rss-idle")
 }
 
 // BenchmarkListPaged100k: List of all 100,000 CIDs in pages of 1,000, as
