@@ -61,6 +61,13 @@ func (p *pagingDaemon) List(opts map[string]dbus.Variant) (map[string]map[string
 	return out, nil
 }
 
+// seen returns the options of the calls so far.
+func (p *pagingDaemon) seen() []map[string]dbus.Variant {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.calls)
+}
+
 func startPagingDaemon(t *testing.T, n int, old bool) (*pagingDaemon, string) {
 	t.Helper()
 	conn, addr := privateBus(t)
@@ -96,7 +103,7 @@ func TestListFollowsThePages(t *testing.T) {
 		t.Errorf("list -o json shows %d entries (vm009: %v); want all 10, with every key", len(got), got["vm009"])
 	}
 	var afters []string
-	for _, c := range p.calls {
+	for _, c := range p.seen() {
 		a, _ := c[skdbus.OptAfter].Value().(string)
 		afters = append(afters, a)
 		if k, _ := c[skdbus.OptKeys].Value().([]string); !slices.Equal(k, []string{skdbus.ListAllKeys}) {
@@ -116,11 +123,12 @@ func TestListOfAnOlderDaemonIsOneCall(t *testing.T) {
 	code, stdout, stderr := runCtl(context.Background(), addr, "", "list", "-o", "wide")
 
 	// Assert
-	if code != 0 || len(p.calls) != 2 {
-		t.Fatalf("list: exit %d after %d calls\n%s%s", code, len(p.calls), stdout, stderr)
+	calls := p.seen()
+	if code != 0 || len(calls) != 2 {
+		t.Fatalf("list: exit %d after %d calls\n%s%s", code, len(calls), stdout, stderr)
 	}
-	if _, paged := p.calls[1][skdbus.OptLimit]; paged {
-		t.Errorf("the second call %v still pages", p.calls[1])
+	if _, paged := calls[1][skdbus.OptLimit]; paged {
+		t.Errorf("the second call %v still pages", calls[1])
 	}
 	if !regexp.MustCompile(`(?m)^vm006 .*nfs://srv/vm006`).MatchString(stdout) {
 		t.Errorf("list -o wide of an older daemon:\n%s", stdout)
