@@ -250,3 +250,32 @@ func TestListTooLargeForOneMessageIsANamedError(t *testing.T) {
 		t.Errorf("paged by 100: %d entries in pages of %v; want 300 in 4 pages", len(all), sizes)
 	}
 }
+
+// TestBriefEntrySize: a paged List's entry for a typical NFS or iSCSI CID
+// takes at most 350 bytes with room left for the two keys issue 14 adds
+// (readDelay, u: 24 bytes; lastProbe, t: 32).
+func TestBriefEntrySize(t *testing.T) {
+	q, derr := parseListOptions(map[string]godbus.Variant{OptLimit: godbus.MakeVariant(uint32(10))})
+	if derr != nil {
+		t.Fatal(derr)
+	}
+	for _, tc := range []struct{ cid, uri string }{
+		{"vm1-disk", "nfs://filer.example.com/exports/vm-images"},
+		{"vm1-lun", "iscsi://san.example.com/iqn.2026-01.com.example:storage.lun7/1"},
+	} {
+		spec, err := service.ParseURI(tc.uri)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st := service.Status{ID: tc.cid, Managed: true, Kind: spec.Kind, URI: spec.URI, Target: spec.Target,
+			Connected: true, State: service.StateConnected}
+		var e wireEncoder
+		if err := encodeListEntries(&e, []service.Status{st}, q.keys); err != nil {
+			t.Fatal(err)
+		}
+		if budget := 350 - 24 - 32; len(e.b) > budget {
+			t.Errorf("%s (%s): a brief entry of %d bytes; want at most %d", tc.cid, tc.uri, len(e.b), budget)
+		}
+		t.Logf("%s: %d bytes", tc.uri, len(e.b))
+	}
+}

@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -229,6 +230,15 @@ func BenchmarkList10k(b *testing.B) {
 	conn := d.client()
 	defer conn.Close()
 	startPeak, idle := peakResidentMB(b, d.cmd.Process.Pid), residentMB(b, d.cmd.Process.Pid)
+	if os.Getenv("STORKEEP_BENCH_STATS") != "" {
+		_ = d.cmd.Process.Signal(syscall.SIGUSR1)
+		time.Sleep(300 * time.Millisecond)
+		for _, l := range strings.Split(d.log.String(), "\n") {
+			if strings.Contains(l, "statistics") {
+				b.Log(l)
+			}
+		}
+	}
 	godbusList := func(dest string, path godbus.ObjectPath, method string) {
 		var out map[string]map[string]godbus.Variant
 		err := conn.Object(dest, path).Call(method, 0, map[string]godbus.Variant{skdbus.OptLimit: godbus.MakeVariant(uint32(n))}).Store(&out)
