@@ -18,7 +18,8 @@ const memoryFloor = 30 << 20
 
 // tuneMemoryLimit sets a soft memory limit (debug.SetMemoryLimit) after
 // every garbage collection: the heap GOGC=50 aims at (1.5 times the live
-// heap) and 2 MiB, at least memoryFloor. A fixed limit would make the
+// heap), what the runtime holds besides the heap (stacks), and 2 MiB, at
+// least memoryFloor. A fixed limit would make the
 // collector run without pause once the live heap grows past it (100,000
 // CIDs hold far more); this one stays ahead of the live heap and makes
 // the runtime give back what it no longer uses, which it otherwise
@@ -27,14 +28,26 @@ func tuneMemoryLimit() {
 	if os.Getenv("GOMEMLIMIT") != "" {
 		return
 	}
-	sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	sample := []metrics.Sample{
+		{Name: "/gc/heap/live:bytes"},
+		{Name: "/memory/classes/total:bytes"},
+		{Name: "/memory/classes/heap/released:bytes"},
+		{Name: "/memory/classes/heap/free:bytes"},
+		{Name: "/memory/classes/heap/objects:bytes"},
+		{Name: "/memory/classes/heap/unused:bytes"},
+	}
 	set := func() {
 		metrics.Read(sample)
-		live := int64(0)
-		if sample[0].Value.Kind() == metrics.KindUint64 {
-			live = int64(sample[0].Value.Uint64())
+		v := make([]int64, len(sample))
+		for i, s := range sample {
+			if s.Value.Kind() == metrics.KindUint64 {
+				v[i] = int64(s.Value.Uint64())
+			}
 		}
-		debug.SetMemoryLimit(max(memoryFloor, live*3/2+2<<20))
+		// What the limit counts besides the heap: goroutine stacks (a
+		// thousand Waits hold 10 MB of them) and the runtime's own.
+		nonHeap := max(0, v[1]-v[2]-v[3]-v[4]-v[5])
+		debug.SetMemoryLimit(max(memoryFloor, v[0]*3/2+nonHeap+2<<20))
 	}
 	set()
 	onEveryGC(set)
