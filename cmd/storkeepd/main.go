@@ -95,7 +95,6 @@ func run() error {
 		// the resident size under 40 MB for a little more GC work.
 		debug.SetGCPercent(50)
 	}
-	tuneMemoryLimit()
 	f, err := parseFlags(os.Args[1:])
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
