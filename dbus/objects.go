@@ -211,7 +211,11 @@ type objectManager struct{ s *Server }
 // GetManagedObjects returns every connection object with its properties.
 func (o objectManager) GetManagedObjects(msg godbus.Message) (map[godbus.ObjectPath]map[string]map[string]godbus.Variant, *godbus.Error) {
 	list := o.s.svc.List(context.Background(), "", false)
-	if o.s.swapReply(msg, "a{oa{sa{sv}}}", func(e *wireEncoder) error { return encodeManagedObjects(e, list) }) {
+	swapped, tooLarge := o.s.swapReply(msg, "a{oa{sa{sv}}}", func(e *wireEncoder) error { return encodeManagedObjects(e, list) })
+	if tooLarge != nil {
+		return nil, tooLarge
+	}
+	if swapped {
 		return map[godbus.ObjectPath]map[string]map[string]godbus.Variant{}, nil
 	}
 	out := make(map[godbus.ObjectPath]map[string]map[string]godbus.Variant, len(list))

@@ -62,6 +62,12 @@ type LimitsConfig struct {
 	// uid) may have in flight at once (default 64): each holds memory in
 	// the daemon until it ends, and Wait is open to every user.
 	MaxWaitsPerCaller int `toml:"max_waits_per_caller"`
+	// MaxMessageSize is the longest message the bus takes, in bytes
+	// (default 32 MiB, dbus-daemon's max_message_size on the system bus;
+	// at most 128 MiB): a List or GetManagedObjects reply that would be
+	// longer fails with Error.ReplyTooLarge rather than get the daemon's
+	// connection dropped. Raise it only with the bus's own limit.
+	MaxMessageSize int `toml:"max_message_size"`
 }
 
 // DefaultMaxWaitsPerCaller is the default of limits.max_waits_per_caller.
@@ -75,6 +81,8 @@ const (
 	MaxCIDLength    = maxCIDLen
 	MaxURILength    = maxURILen
 	MaxOptionLength = 4096
+	// MaxMessageSize is the D-Bus protocol's longest message.
+	MaxMessageSize = 128 << 20
 )
 
 // check refuses negative limits and lengths above their ceilings. key is
@@ -83,7 +91,7 @@ func (l LimitsConfig) check() (key string, err error) {
 	counts := []struct {
 		key string
 		v   int
-	}{{"max_cids", l.MaxCIDs}, {"max_options", l.MaxOptions}, {"max_waits_per_caller", l.MaxWaitsPerCaller}}
+	}{{"max_cids", l.MaxCIDs}, {"max_options", l.MaxOptions}, {"max_waits_per_caller", l.MaxWaitsPerCaller}, {"max_message_size", l.MaxMessageSize}}
 	for _, c := range counts {
 		if c.v < 0 {
 			return c.key, fmt.Errorf("limits.%s = %d: limits must not be negative", c.key, c.v)
@@ -104,6 +112,10 @@ func (l LimitsConfig) check() (key string, err error) {
 		if c.v > c.ceil {
 			return c.key, fmt.Errorf("limits.%s = %d: at most %d (bytes); a limit can be lowered, not raised", c.key, c.v, c.ceil)
 		}
+	}
+	if l.MaxMessageSize > MaxMessageSize {
+		return "max_message_size", fmt.Errorf("limits.max_message_size = %d: at most %d (bytes), the D-Bus protocol's limit",
+			l.MaxMessageSize, MaxMessageSize)
 	}
 	return "", nil
 }

@@ -57,6 +57,14 @@ func (e *cidEntry) statusLocked() Status {
 }
 
 func (t *target) statusLocked(spec Spec) Status {
+	st := t.stateLocked(spec)
+	st.Info = t.infoLocked(spec)
+	return st
+}
+
+// stateLocked is statusLocked without Info, whose map is most of the
+// cost of an entry (List's brief entries do not show it).
+func (t *target) stateLocked(spec Spec) Status {
 	st := Status{
 		Kind:           spec.Kind,
 		URI:            spec.URI,
@@ -75,6 +83,11 @@ func (t *target) statusLocked(spec Spec) Status {
 		st.LastError = t.actual.lastErr.Name
 		st.LastErrorMessage = t.actual.lastErr.Err.Error()
 	}
+	return st
+}
+
+// infoLocked is the ConnectionInfo of the target for spec.
+func (t *target) infoLocked(spec Spec) map[string]any {
 	info := spec.Info()
 	for k, v := range t.described {
 		info[k] = v
@@ -82,8 +95,7 @@ func (t *target) statusLocked(spec Spec) Status {
 	for k, v := range t.actual.info {
 		info[k] = v
 	}
-	st.Info = info
-	return st
+	return info
 }
 
 // CIDs returns every managed CID, sorted.
@@ -115,6 +127,14 @@ func (s *Service) List(ctx context.Context, prefix string, withHost bool) []Stat
 			out = append(out, e.statusLocked())
 		}
 	}
+	return append(out, s.unmanagedLocked(prefix, host)...)
+}
+
+// unmanagedLocked is List's entries with no CID: targets being torn down
+// (or held), state files that did not load, and the connections of host
+// that no target is, each that starts with prefix.
+func (s *Service) unmanagedLocked(prefix string, host []HostConnection) []Status {
+	var out []Status
 	for _, t := range s.targets {
 		if len(t.cids) > 0 {
 			continue

@@ -108,7 +108,7 @@ func (c *cli) showProperties(ctx context.Context, cid string) (showList, error) 
 
 // listedProperties is an unmanaged host connection's status from List.
 func (c *cli) listedProperties(ctx context.Context, cid string, notFound error) (showList, error) {
-	conns, err := c.list(ctx, optionalString{value: cid, set: true})
+	conns, err := c.list(ctx, optionalString{value: cid, set: true}, listKeysAll)
 	if err != nil {
 		return nil, err
 	}

@@ -29,6 +29,10 @@ const testVersion = "9.9.9-test"
 
 var daemonBin, ctlBin string
 
+// afterTests are run once every test and benchmark is done (benchmark
+// state templates shared by their runs).
+var afterTests []func()
+
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "storkeepd-bin-")
 	if err != nil {
@@ -53,6 +57,9 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	code := m.Run()
+	for _, f := range afterTests {
+		f()
+	}
 	os.RemoveAll(dir)
 	os.Exit(code)
 }

@@ -109,5 +109,6 @@ func busLimits(l service.LimitsConfig) skdbus.Limits {
 		MaxOptionLength: l.MaxOptionLength,
 
 		MaxWaitsPerCaller: l.MaxWaitsPerCaller,
+		MaxMessageSize:    l.MaxMessageSize,
 	}
 }
