@@ -38,6 +38,9 @@ const (
 	// (limits.max_waits_per_caller concurrent Waits); it may retry once
 	// some of its calls have ended.
 	ErrorLimitExceeded = ErrorPrefix + "LimitExceeded"
+	// ErrorReplyTooLarge: the reply would not fit in one D-Bus message
+	// (limits.max_message_size); the message says how to page List.
+	ErrorReplyTooLarge = ErrorPrefix + "ReplyTooLarge"
 )
 
 // Keys of the status dictionaries returned by Manager.List.
@@ -51,6 +54,10 @@ const (
 	ListLastError        = "lastError"
 	ListLastErrorMessage = "lastErrorMessage"
 	ListConnectionInfo   = "connectionInfo"
+	ListReadDelay        = "readDelay" // u: µs of the last read through it
+	ListLastProbe        = "lastProbe" // t: µs since the epoch of that read (0: never)
+	// ListAllKeys in List's option keys asks for every key.
+	ListAllKeys = "*"
 )
 
 // Keys of ConnectionInfo that the kind-specific interfaces show as
@@ -72,4 +79,13 @@ const (
 	OptCHAPPasswordIn = "chap-password-in"
 	// OptPrefix filters Manager.List to CIDs that start with it.
 	OptPrefix = "prefix"
+	// OptHost (b, default true): List also lists the connections on the
+	// host that no CID manages.
+	OptHost = "host"
+	// OptLimit (u) and OptAfter (s) page List: at most limit entries,
+	// those whose IDs come after after. OptKeys (as) names the keys of
+	// each entry.
+	OptLimit = "limit"
+	OptAfter = "after"
+	OptKeys  = "keys"
 )

@@ -35,7 +35,16 @@ type Limits struct {
 	// MaxWaitsPerCaller bounds the Waits one caller (uid) may have in
 	// flight (default 64). Each Wait reads it as it starts.
 	MaxWaitsPerCaller int
+	// MaxMessageSize is the longest message the bus takes (default
+	// DefaultMaxMessageSize, at most the protocol's 128 MiB): a longer
+	// reply would make the bus drop the daemon's connection, so List and
+	// GetManagedObjects fail with ReplyTooLarge instead.
+	MaxMessageSize int
 }
+
+// DefaultMaxMessageSize is dbus-daemon's max_message_size on the system
+// bus (32 MiB; dbus-broker takes 128 MiB).
+const DefaultMaxMessageSize = 32 << 20
 
 // maxStringArg bounds every other string argument and option value: the
 // CIDs and prefixes of the other calls, List's options. It is fixed, not
@@ -63,6 +72,10 @@ func (l Limits) withDefaults() Limits {
 	if l.MaxWaitsPerCaller <= 0 {
 		l.MaxWaitsPerCaller = service.DefaultMaxWaitsPerCaller
 	}
+	if l.MaxMessageSize <= 0 {
+		l.MaxMessageSize = DefaultMaxMessageSize
+	}
+	l.MaxMessageSize = min(l.MaxMessageSize, maxMessageSize)
 	return l
 }
 

@@ -127,6 +127,12 @@ const (
     <property name="Attempts" type="u" access="read"/>
     <property name="NextAttempt" type="t" access="read"/>
     <property name="ConnectionInfo" type="a{sv}" access="read"/>
+    <property name="ReadDelay" type="u" access="read">
+      <annotation name="org.freedesktop.DBus.Property.EmitsChangedSignal" value="false"/>
+    </property>
+    <property name="LastProbe" type="t" access="read">
+      <annotation name="org.freedesktop.DBus.Property.EmitsChangedSignal" value="false"/>
+    </property>
   </interface>
 `
 	nfsXML = `  <interface name="org.storkeep.StorKeep1.Connection.NFS">

@@ -17,11 +17,15 @@ func TestLimitsDefaultsAndCeilings(t *testing.T) {
 		want Limits
 	}{
 		{"zero means the defaults", Limits{},
-			Limits{MaxOptions: 64, MaxWait: time.Hour, MaxCIDLength: 255, MaxURILength: 4096, MaxOptionLength: 4096, MaxWaitsPerCaller: 64}},
-		{"lower limits are kept", Limits{MaxOptions: 8, MaxWait: time.Minute, MaxCIDLength: 32, MaxURILength: 512, MaxOptionLength: 100, MaxWaitsPerCaller: 3},
-			Limits{MaxOptions: 8, MaxWait: time.Minute, MaxCIDLength: 32, MaxURILength: 512, MaxOptionLength: 100, MaxWaitsPerCaller: 3}},
-		{"lengths above the ceilings are capped", Limits{MaxCIDLength: 1000, MaxURILength: 1 << 20, MaxOptionLength: 1 << 20},
-			Limits{MaxOptions: 64, MaxWait: time.Hour, MaxCIDLength: 255, MaxURILength: 4096, MaxOptionLength: 4096, MaxWaitsPerCaller: 64}},
+			Limits{MaxOptions: 64, MaxWait: time.Hour, MaxCIDLength: 255, MaxURILength: 4096, MaxOptionLength: 4096, MaxWaitsPerCaller: 64,
+				MaxMessageSize: 32 << 20}},
+		{"lower limits are kept", Limits{MaxOptions: 8, MaxWait: time.Minute, MaxCIDLength: 32, MaxURILength: 512, MaxOptionLength: 100, MaxWaitsPerCaller: 3,
+			MaxMessageSize: 65536},
+			Limits{MaxOptions: 8, MaxWait: time.Minute, MaxCIDLength: 32, MaxURILength: 512, MaxOptionLength: 100, MaxWaitsPerCaller: 3,
+				MaxMessageSize: 65536}},
+		{"lengths above the ceilings are capped", Limits{MaxCIDLength: 1000, MaxURILength: 1 << 20, MaxOptionLength: 1 << 20, MaxMessageSize: 1 << 30},
+			Limits{MaxOptions: 64, MaxWait: time.Hour, MaxCIDLength: 255, MaxURILength: 4096, MaxOptionLength: 4096, MaxWaitsPerCaller: 64,
+				MaxMessageSize: 128 << 20}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -3,7 +3,6 @@
 package dbus
 
 import (
-	"context"
 	"strings"
 
 	godbus "github.com/godbus/dbus/v5"
@@ -122,9 +121,8 @@ func (m manager) UnmanagePrefix(msg godbus.Message, prefix string, opts map[stri
 	return out, nil
 }
 
-var listOptions = map[string]string{OptPrefix: "s", "host": "b"}
-
-// List returns CID -> status for every connection, managed or not.
+// List returns CID -> status for the connections the options select,
+// managed or not, in ID order (list.go).
 func (m manager) List(msg godbus.Message, opts map[string]godbus.Variant) (_ map[string]map[string]godbus.Variant, refused *godbus.Error) {
 	defer m.s.noteRefused(msg, &refused)
 	s := m.s
@@ -134,28 +132,19 @@ func (m manager) List(msg godbus.Message, opts map[string]godbus.Variant) (_ map
 	if err := s.checkOptions("List", opts, listOptions); err != nil {
 		return nil, err
 	}
-	prefix := ""
-	if v, ok := opts[OptPrefix]; ok {
-		prefix = v.Value().(string)
+	q, err := parseListOptions(opts)
+	if err != nil {
+		return nil, err
 	}
-	withHost := true
-	if v, ok := opts["host"]; ok {
-		withHost = v.Value().(bool)
-	}
-	list := s.svc.List(context.Background(), prefix, withHost)
-	if s.swapReply(msg, "a{sa{sv}}", func(e *wireEncoder) error { return encodeList(e, list) }) {
-		return map[string]map[string]godbus.Variant{}, nil
-	}
-	out := make(map[string]map[string]godbus.Variant, len(list))
-	for _, st := range list {
-		out[st.ID] = listEntry(st)
-	}
-	return out, nil
+	return s.list(msg, q)
 }
 
 // listValues returns the List dictionary of st.
-func listValues(st service.Status) []kv {
-	return []kv{
+func listValues(st service.Status) []kv { return appendListValues(nil, st) }
+
+// appendListValues appends the List dictionary of st to dst.
+func appendListValues(dst []kv, st service.Status) []kv {
+	return append(dst, []kv{
 		{ListManaged, st.Managed},
 		{ListConnected, st.Connected},
 		{ListState, string(st.State)},
@@ -165,7 +154,9 @@ func listValues(st service.Status) []kv {
 		{ListLastError, st.LastError},
 		{ListLastErrorMessage, st.LastErrorMessage},
 		{ListConnectionInfo, st.Info},
-	}
+		{ListReadDelay, readDelay(st.ReadDelay)},
+		{ListLastProbe, usec(st.LastProbe)},
+	}...)
 }
 
 func listEntry(st service.Status) map[string]godbus.Variant {

@@ -4,6 +4,7 @@ package dbus
 
 import (
 	"context"
+	"math"
 	"strconv"
 	"time"
 
@@ -47,7 +48,19 @@ func connValues(st service.Status) []kv {
 		{"Attempts", st.Attempts},
 		{"NextAttempt", usec(st.NextAttempt)},
 		{"ConnectionInfo", st.Info},
+		{"ReadDelay", readDelay(st.ReadDelay)},
+		{"LastProbe", usec(st.LastProbe)},
 	}
+}
+
+// notSignalled are the properties that change with every probe: clients
+// read them (Get, List); a PropertiesChanged for each probe of each CID
+// would flood the bus. Introspection says so (EmitsChangedSignal false).
+var notSignalled = map[string]bool{"ReadDelay": true, "LastProbe": true}
+
+// readDelay is a probe's delay in µs, as ReadDelay (u) shows it.
+func readDelay(d time.Duration) uint32 {
+	return uint32(min(max(d.Microseconds(), 0), math.MaxUint32))
 }
 
 // nfsValues returns the Connection.NFS interface properties of st: where
@@ -150,7 +163,7 @@ func changedIfaces(old, cur service.Status) []struct {
 		a := variants(prev)
 		changed := make(map[string]godbus.Variant)
 		for k, v := range variants(i.vals) {
-			if a[k].String() != v.String() {
+			if !notSignalled[k] && a[k].String() != v.String() {
 				changed[k] = v
 			}
 		}
@@ -198,7 +211,11 @@ type objectManager struct{ s *Server }
 // GetManagedObjects returns every connection object with its properties.
 func (o objectManager) GetManagedObjects(msg godbus.Message) (map[godbus.ObjectPath]map[string]map[string]godbus.Variant, *godbus.Error) {
 	list := o.s.svc.List(context.Background(), "", false)
-	if o.s.swapReply(msg, "a{oa{sa{sv}}}", func(e *wireEncoder) error { return encodeManagedObjects(e, list) }) {
+	swapped, tooLarge := o.s.swapReply(msg, "a{oa{sa{sv}}}", func(e *wireEncoder) error { return encodeManagedObjects(e, list) })
+	if tooLarge != nil {
+		return nil, tooLarge
+	}
+	if swapped {
 		return map[godbus.ObjectPath]map[string]map[string]godbus.Variant{}, nil
 	}
 	out := make(map[godbus.ObjectPath]map[string]map[string]godbus.Variant, len(list))

@@ -49,6 +49,7 @@ type replyKey struct {
 type swapped struct {
 	signature string
 	body      []byte
+	written   func() // nil, or called once body is written: it may be reused
 }
 
 func newReplySwapper(c net.Conn) *replySwapper {
@@ -59,9 +60,9 @@ func newReplySwapper(c net.Conn) *replySwapper {
 // The caller registers only a reply godbus is about to write (the call
 // wants one, and names its sender), so every entry is taken by the
 // placeholder's Write or goes with the connection.
-func (r *replySwapper) register(dest string, serial uint32, signature string, body []byte) {
+func (r *replySwapper) register(dest string, serial uint32, signature string, body []byte, written func()) {
 	r.mu.Lock()
-	r.pending[replyKey{dest, serial}] = swapped{signature, body}
+	r.pending[replyKey{dest, serial}] = swapped{signature, body, written}
 	r.mu.Unlock()
 }
 
@@ -201,7 +202,11 @@ func (r *replySwapper) decide(b []byte) error {
 	if _, err := r.Conn.Write(hdr); err != nil {
 		return err
 	}
-	if _, err := r.Conn.Write(sw.body); err != nil {
+	_, err = r.Conn.Write(sw.body)
+	if sw.written != nil {
+		sw.written()
+	}
+	if err != nil {
 		return err
 	}
 	r.pass, r.drop = 0, total

@@ -150,9 +150,15 @@ func (e *wireEncoder) variant(v any) error {
 }
 
 // kvs writes an a{sv} from named values in their order.
-func (e *wireEncoder) kvs(vals []kv) error {
+func (e *wireEncoder) kvs(vals []kv) error { return e.kvsSome(vals, nil) }
+
+// kvsSome is kvs of the values whose index keep marks (nil: all).
+func (e *wireEncoder) kvsSome(vals []kv, keep []bool) error {
 	lp, st := e.beginArray(8)
-	for _, p := range vals {
+	for i, p := range vals {
+		if keep != nil && !keep[i] {
+			continue
+		}
 		e.align(8)
 		if err := e.str(p.k); err != nil {
 			return err
@@ -165,18 +171,11 @@ func (e *wireEncoder) kvs(vals []kv) error {
 	return nil
 }
 
-// encodeList writes the body of a List reply: a{sa{sv}}.
+// encodeList writes the body of a List reply with every key: a{sa{sv}}.
 func encodeList(e *wireEncoder, list []service.Status) error {
-	e.b = slices.Grow(e.b, 400*len(list))
 	lp, st := e.beginArray(8)
-	for _, s := range list {
-		e.align(8)
-		if err := e.str(s.ID); err != nil {
-			return err
-		}
-		if err := e.kvs(listValues(s)); err != nil {
-			return err
-		}
+	if err := encodeListEntries(e, list, nil); err != nil {
+		return err
 	}
 	e.endArray(lp, st)
 	return nil

@@ -65,10 +65,11 @@ func sameWords(a, b string) bool {
 func TestHardeningPropertiesInEffect(t *testing.T) {
 	want := map[string]string{
 		"NoNewPrivileges":            "yes",
-		"CapabilityBoundingSet":      "cap_dac_override cap_net_admin cap_sys_admin",
+		"CapabilityBoundingSet":      "cap_dac_override cap_linux_immutable cap_net_admin cap_sys_admin",
 		"AmbientCapabilities":        "",
 		"RestrictAddressFamilies":    "AF_UNIX AF_NETLINK AF_INET AF_INET6",
 		"DevicePolicy":               "closed",
+		"DeviceAllow":                "block-sd r",
 		"SystemCallArchitectures":    "native",
 		"ProtectHostname":            "yes",
 		"ProtectClock":               "yes",

@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -41,74 +40,6 @@ func waitUntil(t *testing.T, what string, timeout time.Duration, ok func() bool)
 func linkExists(iqn string, lun int) func() bool {
 	p := fmt.Sprintf("/dev/disk/by-path/ip-%s:3260-iscsi-%s-lun-%d", isPortal, iqn, lun)
 	return func() bool { _, err := os.Stat(p); return err == nil }
-}
-
-// TestISCSIBenchManageVsIscsiadm compares Manage -> Connected with what an
-// administrator does by hand for the same result, in the same run,
-// alternating: iscsiadm -o new, --login, and the by-path links of both
-// LUNs. storkeep's overhead is the difference.
-func TestISCSIBenchManageVsIscsiadm(t *testing.T) {
-	skipUnlessBench(t)
-	f := newISCSIFixture(t)
-	const rounds = 7
-	var plainLogin, plainTotal, sk []time.Duration
-	for i := range rounds {
-		// By hand.
-		start := time.Now()
-		must(t, "iscsiadm", "-m", "node", "-o", "new", "-T", isIQNPlain, "-p", isPortal+":3260,1", "-I", "default")
-		must(t, "iscsiadm", "-m", "node", "-T", isIQNPlain, "-p", isPortal+":3260,1", "-I", "default", "--login")
-		plainLogin = append(plainLogin, time.Since(start))
-		waitUntil(t, "by-path links after a login by hand", 30*time.Second, func() bool {
-			return linkExists(isIQNPlain, 1)() && linkExists(isIQNPlain, 2)()
-		})
-		plainTotal = append(plainTotal, time.Since(start))
-		must(t, "iscsiadm", "-m", "node", "-T", isIQNPlain, "-p", isPortal+":3260,1", "--logout")
-		must(t, "iscsiadm", "-m", "node", "-o", "delete", "-T", isIQNPlain, "-p", isPortal+":3260,1")
-		waitUntil(t, "links gone", 30*time.Second, func() bool { return !linkExists(isIQNPlain, 1)() })
-
-		// storkeep.
-		// Told by the PropertiesChanged signal, so that the measurement
-		// does not load the daemon with polls.
-		cid := isCIDPrefix + "bench-" + strconv.Itoa(i)
-		path := skdbus.ConnectionPath(cid)
-		sigs := make(chan *godbus.Signal, 64)
-		if err := f.conn.AddMatchSignal(godbus.WithMatchObjectPath(path), godbus.WithMatchInterface(skdbus.PropertiesIface)); err != nil {
-			t.Fatal(err)
-		}
-		f.conn.Signal(sigs)
-		start = time.Now()
-		f.manage(cid, isURIPlain)
-		timeout := time.After(60 * time.Second)
-	wait:
-		for {
-			select {
-			case sig := <-sigs:
-				if sig.Path != path || len(sig.Body) < 2 {
-					continue
-				}
-				if changed, ok := sig.Body[1].(map[string]godbus.Variant); ok && changed["Connected"].Value() == true {
-					break wait
-				}
-			case <-timeout:
-				t.Fatalf("%s: no Connected signal within 60 s", cid)
-			}
-		}
-		sk = append(sk, time.Since(start))
-		f.conn.RemoveSignal(sigs)
-		_ = f.conn.RemoveMatchSignal(godbus.WithMatchObjectPath(path), godbus.WithMatchInterface(skdbus.PropertiesIface))
-		if !f.connectedProp(cid) {
-			t.Fatalf("%s: signalled Connected, but the property says otherwise", cid)
-		}
-		f.unmanage(cid)
-		// Done once the node record storkeep made is gone too.
-		waitUntil(t, "logged out", 30*time.Second, func() bool {
-			return len(sessionsTo(isIQNPlain)) == 0 && !linkExists(isIQNPlain, 1)() && !nodeRecordExists(isIQNPlain)
-		})
-	}
-	t.Logf("iscsiadm -o new + --login:            median %s, all %v", median(plainLogin).Round(time.Millisecond), roundAll(plainLogin))
-	t.Logf("iscsiadm -o new + --login + by-path:  median %s, all %v", median(plainTotal).Round(time.Millisecond), roundAll(plainTotal))
-	t.Logf("storkeep Manage -> Connected:         median %s, all %v", median(sk).Round(time.Millisecond), roundAll(sk))
-	t.Logf("storkeep overhead (medians, vs by hand with links): %s", (median(sk) - median(plainTotal)).Round(time.Millisecond))
 }
 
 func roundAll(d []time.Duration) []time.Duration {

@@ -66,49 +66,6 @@ func median(d []time.Duration) time.Duration {
 	return s[len(s)/2]
 }
 
-// TestNFSBenchManageVsMount compares Manage-to-Connected with a plain
-// mount(8) of the same export with the same options, alternating, in one
-// run.
-func TestNFSBenchManageVsMount(t *testing.T) {
-	skipUnlessBench(t)
-	nfsServers(t)
-	c := systemBus(t)
-	const rounds = 7
-	uri := "nfs://" + nfsSrvIP + "/a?vers=4.2"
-	opts := "nfsvers=4,minorversion=2,soft,timeo=100,retrans=3,nosharecache,nosuid,nodev,retry=0"
-	raw, managed, calls := []time.Duration{}, []time.Duration{}, []time.Duration{}
-	for i := range rounds {
-		os.MkdirAll("/mnt/bench-raw", 0o755)
-		start := time.Now()
-		if out, err := sh(t, "mount", "-t", "nfs", "-o", opts, nfsSrvIP+":/a", "/mnt/bench-raw"); err != nil {
-			t.Fatalf("mount: %v\n%s", err, out)
-		}
-		raw = append(raw, time.Since(start))
-		sh(t, "umount", "/mnt/bench-raw")
-
-		cid := fmt.Sprintf("e2e-bench-%d", i)
-		start = time.Now()
-		if err := manage(c, uri, cid, nil); err != nil {
-			t.Fatal(err)
-		}
-		calls = append(calls, time.Since(start))
-		if err := waitUp(c, cid, time.Minute); err != nil {
-			t.Fatalf("Wait %s: %v", cid, err)
-		}
-		managed = append(managed, time.Since(start))
-		where, _ := nfsMountPoint(t, c, cid)
-		unmanage(t, c, cid)
-		waitFor(t, 30*time.Second, "unmounted", func() (bool, string) {
-			_, _, _, ok := mountAt(t, where)
-			return !ok, "still mounted"
-		})
-	}
-	benchReport(t, "nfs", "NFSv4.2 mount(8) p50 %v (all %v)", median(raw), raw)
-	benchReport(t, "nfs", "NFSv4.2 Manage->Connected p50 %v (all %v)", median(managed), managed)
-	benchReport(t, "nfs", "NFSv4.2 of which the Manage call itself (durable write, reply) p50 %v (all %v)", median(calls), calls)
-	benchReport(t, "nfs", "NFSv4.2 storkeep overhead over mount(8), p50: %v (target < 100ms)", median(managed)-median(raw))
-}
-
 // TestNFSBenchManyExports manages 200 exports at once: time until all are
 // connected, and the daemon's CPU time for it.
 func TestNFSBenchManyExports(t *testing.T) {

@@ -54,6 +54,9 @@ type actual struct {
 	// lostOnce: it was usable and went down since it last was, so that
 	// its return is logged as "connection restored".
 	lostOnce bool
+	// The last read through it (Prober): when, and how long it took.
+	probedAt  time.Time
+	readDelay time.Duration
 }
 
 func newActual() actual { return actual{state: StateConnecting} }
@@ -100,6 +103,13 @@ func (a *actual) becameUsable(obs Observation, now time.Time) bool {
 	a.pathDown = false
 	a.info = obs.Info
 	return true
+}
+
+// probed records a read through the target. It changes nothing a client
+// is told of by a signal: ReadDelay and LastProbe are read, not followed.
+func (a *actual) probed(res ProbeResult, now time.Time) bool {
+	a.probedAt, a.readDelay = now, res.Delay
+	return false
 }
 
 // beganSettling records when a usable target's look first found it

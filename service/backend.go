@@ -2,7 +2,10 @@
 
 package service
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
 // Backend makes and observes the real connections of one Kind. The service
 // calls it from one goroutine per target at a time, so a backend never sees
@@ -57,6 +60,46 @@ type cidsKey struct{}
 func TargetCIDs(ctx context.Context) []CID {
 	c, _ := ctx.Value(cidsKey{}).([]CID)
 	return c
+}
+
+// Prober is implemented by backends that can prove a connection usable
+// with one bounded read through it (an NFS mount's root, the first block of
+// each LUN). The service probes every usable target every
+// HealthPolicy.Interval, and at once after an event that could change the
+// answer; a target is reported connected only after a probe worked.
+// Probe must return by ctx's deadline whatever the storage does: the read
+// runs where a hang cannot reach the daemon (a helper process).
+type Prober interface {
+	Probe(ctx context.Context, spec Spec, obs Observation) ProbeResult
+}
+
+// ProbeResult is one read through a connection.
+type ProbeResult struct {
+	// Delay is how long the read took.
+	Delay time.Duration
+	// Err is nil when the read worked; otherwise named ErrNameIOTimeout,
+	// ErrNameStale or ErrNameIOError, with the helper's words.
+	Err *ConnError
+}
+
+// Healer is implemented by backends that can replace a connection that is
+// there but broken in a way only a new one fixes (an NFS mount whose file
+// handle went stale). Heal detaches the broken one without blocking on it
+// and connects again, as Connect does.
+type Healer interface {
+	Heal(ctx context.Context, spec Spec, broken *ConnError) (Observation, error)
+}
+
+// Reacher is implemented by backends that can ask a target's server,
+// cheaply and without touching any connection, whether it answers (an NFS
+// NULL call, a TCP connect to an iSCSI portal). While a target is down and
+// its path is usable, the service asks every second, once per server, and
+// makes an attempt at once when a server that did not answer does.
+type Reacher interface {
+	// Server names what one check answers for: targets with the same
+	// name share it.
+	Server(spec Spec) string
+	Reach(ctx context.Context, spec Spec) error
 }
 
 // HostLister is implemented by backends that can list every connection of

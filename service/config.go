@@ -20,6 +20,20 @@ type Config struct {
 	Daemon    DaemonConfig    `toml:"daemon"`
 	Limits    LimitsConfig    `toml:"limits"`
 	Reconnect ReconnectConfig `toml:"reconnect"`
+	Health    HealthConfig    `toml:"health"`
+}
+
+// HealthConfig says how connections are proven usable: a read through
+// each one (HealthPolicy).
+type HealthConfig struct {
+	Interval      Duration `toml:"interval"`       // default "5s"
+	Timeout       Duration `toml:"timeout"`        // default "5s"
+	MaxConcurrent int      `toml:"max_concurrent"` // default 8
+}
+
+// Policy is the service's HealthPolicy from [health].
+func (h HealthConfig) Policy() HealthPolicy {
+	return HealthPolicy{Interval: time.Duration(h.Interval), Timeout: time.Duration(h.Timeout), MaxConcurrent: h.MaxConcurrent}.withDefaults()
 }
 
 // DaemonConfig holds process-wide settings.
@@ -48,6 +62,12 @@ type LimitsConfig struct {
 	// uid) may have in flight at once (default 64): each holds memory in
 	// the daemon until it ends, and Wait is open to every user.
 	MaxWaitsPerCaller int `toml:"max_waits_per_caller"`
+	// MaxMessageSize is the longest message the bus takes, in bytes
+	// (default 32 MiB, dbus-daemon's max_message_size on the system bus;
+	// at most 128 MiB): a List or GetManagedObjects reply that would be
+	// longer fails with Error.ReplyTooLarge rather than get the daemon's
+	// connection dropped. Raise it only with the bus's own limit.
+	MaxMessageSize int `toml:"max_message_size"`
 }
 
 // DefaultMaxWaitsPerCaller is the default of limits.max_waits_per_caller.
@@ -61,6 +81,8 @@ const (
 	MaxCIDLength    = maxCIDLen
 	MaxURILength    = maxURILen
 	MaxOptionLength = 4096
+	// MaxMessageSize is the D-Bus protocol's longest message.
+	MaxMessageSize = 128 << 20
 )
 
 // check refuses negative limits and lengths above their ceilings. key is
@@ -69,7 +91,7 @@ func (l LimitsConfig) check() (key string, err error) {
 	counts := []struct {
 		key string
 		v   int
-	}{{"max_cids", l.MaxCIDs}, {"max_options", l.MaxOptions}, {"max_waits_per_caller", l.MaxWaitsPerCaller}}
+	}{{"max_cids", l.MaxCIDs}, {"max_options", l.MaxOptions}, {"max_waits_per_caller", l.MaxWaitsPerCaller}, {"max_message_size", l.MaxMessageSize}}
 	for _, c := range counts {
 		if c.v < 0 {
 			return c.key, fmt.Errorf("limits.%s = %d: limits must not be negative", c.key, c.v)
@@ -90,6 +112,10 @@ func (l LimitsConfig) check() (key string, err error) {
 		if c.v > c.ceil {
 			return c.key, fmt.Errorf("limits.%s = %d: at most %d (bytes); a limit can be lowered, not raised", c.key, c.v, c.ceil)
 		}
+	}
+	if l.MaxMessageSize > MaxMessageSize {
+		return "max_message_size", fmt.Errorf("limits.max_message_size = %d: at most %d (bytes), the D-Bus protocol's limit",
+			l.MaxMessageSize, MaxMessageSize)
 	}
 	return "", nil
 }
@@ -157,7 +183,7 @@ func parseConfig(data []byte) (Config, error) {
 	// The document parsed: every key it sets has a place in it.
 	at := valuePositions(data)
 	// A bare number decodes into a Duration as nanoseconds: refuse it.
-	for _, k := range []string{"reconnect.initial_backoff", "reconnect.max_backoff"} {
+	for _, k := range []string{"reconnect.initial_backoff", "reconnect.max_backoff", "health.interval", "health.timeout"} {
 		if v, ok := at[strings.ToLower(k)]; ok && v.kind != unstable.String {
 			return c, at.errorf(k, "%s = %s: write a duration with its unit, such as \"5s\"", k, v.raw)
 		}
@@ -166,6 +192,14 @@ func parseConfig(data []byte) (Config, error) {
 	case "", "debug", "info", "warn", "error":
 	default:
 		return c, at.errorf("daemon.log_level", "daemon.log_level %q: want debug, info, warn or error", c.Daemon.LogLevel)
+	}
+	for k, d := range map[string]Duration{"health.interval": c.Health.Interval, "health.timeout": c.Health.Timeout} {
+		if d != 0 && time.Duration(d) < 100*time.Millisecond {
+			return c, at.errorf(k, "%s = %q: at least 100ms", k, time.Duration(d))
+		}
+	}
+	if c.Health.MaxConcurrent < 0 {
+		return c, at.errorf("health.max_concurrent", "health.max_concurrent = %d: must not be negative", c.Health.MaxConcurrent)
 	}
 	if key, err := c.Limits.check(); err != nil {
 		return c, at.errorf("limits."+key, "%w", err)

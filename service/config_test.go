@@ -33,6 +33,7 @@ max_cid_length = 64
 max_uri_length = 1024
 max_option_length = 256
 max_waits_per_caller = 8
+max_message_size = 65536
 
 [reconnect]
 initial_backoff = "250ms"
@@ -40,7 +41,8 @@ max_backoff = "1m30s"
 `, want: Config{
 			Daemon: DaemonConfig{LogLevel: "debug"},
 			Limits: LimitsConfig{MaxCIDs: 500, MaxOptions: 16,
-				MaxCIDLength: 64, MaxURILength: 1024, MaxOptionLength: 256, MaxWaitsPerCaller: 8},
+				MaxCIDLength: 64, MaxURILength: 1024, MaxOptionLength: 256, MaxWaitsPerCaller: 8,
+				MaxMessageSize: 65536},
 			Reconnect: ReconnectConfig{InitialBackoff: Duration(250 * time.Millisecond), MaxBackoff: Duration(90 * time.Second)},
 		}},
 		{name: "link events off", content: "[reconnect]\nlink_events = false\n",
@@ -82,6 +84,8 @@ max_backoff = "1m30s"
 			wantErr: `line 2 column 13: daemon.log_level "INFO"`},
 		{name: "negative limit", content: "[limits]\nmax_cids = -1\n",
 			wantErr: "line 2 column 12: limits.max_cids = -1: limits must not be negative"},
+		{name: "message size over the protocol's", content: "[limits]\nmax_message_size = 200000000\n",
+			wantErr: "limits.max_message_size = 200000000: at most 134217728 (bytes), the D-Bus protocol's limit"},
 		{name: "negative wait cap", content: "[limits]\nmax_waits_per_caller = -1\n",
 			wantErr: "line 2 column 24: limits.max_waits_per_caller = -1: limits must not be negative"},
 		{name: "negative length", content: "[limits]\nmax_option_length = -5\n",
@@ -259,12 +263,13 @@ func TestSampleConfigShowsTheDefaults(t *testing.T) {
 		Daemon: DaemonConfig{LogLevel: "info"},
 		Limits: LimitsConfig{MaxCIDs: 100000, MaxOptions: 64,
 			MaxCIDLength: MaxCIDLength, MaxURILength: MaxURILength, MaxOptionLength: MaxOptionLength,
-			MaxWaitsPerCaller: DefaultMaxWaitsPerCaller},
+			MaxWaitsPerCaller: DefaultMaxWaitsPerCaller, MaxMessageSize: 32 << 20},
 		Reconnect: ReconnectConfig{InitialBackoff: Duration(time.Second), MaxBackoff: Duration(time.Minute)},
+		Health:    HealthConfig{Interval: Duration(5 * time.Second), Timeout: Duration(5 * time.Second), MaxConcurrent: 8},
 	}
 	on := true
 	want.Reconnect.LinkEvents = &on
-	if !reflect.DeepEqual(got, want) || keys != 10 || !got.Reconnect.FollowLinks() {
-		t.Errorf("the sample shows %d keys meaning %+v; want 10 meaning %+v", keys, got, want)
+	if !reflect.DeepEqual(got, want) || keys != 14 || !got.Reconnect.FollowLinks() || got.Health.Policy() != (HealthPolicy{}).withDefaults() {
+		t.Errorf("the sample shows %d keys meaning %+v; want 14 meaning %+v", keys, got, want)
 	}
 }

@@ -15,6 +15,8 @@ type inputs struct {
 	wanted bool // CIDs refer to the target
 	held   bool // a state file that did not load may refer to it: never torn down
 	force  bool // an attempt now, whatever the backoff (Reconnect, path back)
+	// recheck: an event may have changed what a read through it finds.
+	recheck bool
 	// recordBad: the target's own record file did not load; it is left
 	// for the admin, not overwritten.
 	recordBad bool
@@ -28,12 +30,16 @@ type inputs struct {
 	path      Path
 	pathKnown bool
 
-	// This pass so far: nil until it has looked / tried.
+	// This pass so far: nil until it has looked / tried / read.
 	seen  *seen
 	tried *tried
+	probe *ProbeResult
 
 	noBackend bool
+	canProbe  bool // the backend is a Prober: usable means a read worked
+	canHeal   bool // the backend is a Healer
 	policy    ReconnectPolicy
+	health    HealthPolicy
 	now       time.Time
 }
 
@@ -46,6 +52,7 @@ type seen struct {
 // tried is the result of one Connect or Disconnect, made in this pass.
 type tried struct {
 	disconnect bool
+	heal       bool // a Heal, not a Connect
 	obs        Observation
 	err        error
 }
@@ -55,6 +62,8 @@ type actionKind int
 const (
 	doNothing      actionKind = iota // nothing until the next poke
 	doObserve                        // look at the host
+	doProbe                          // read through the connection (Prober)
+	doHeal                           // replace a broken connection (Healer)
 	doRecordOrigin                   // record durably whether it was there before (preexisting)
 	doConnect                        // make the connection (reset: backoff starts over)
 	doDisconnect                     // tear it down
@@ -148,7 +157,18 @@ func decide(in inputs) action {
 		return action{kind: doReport, report: reportPathDown, err: pathError(in.path), why: "path down"}
 	}
 	if s.err == nil && s.obs.Connected {
+		if in.canProbe {
+			if in.probe == nil && probeDue(in) {
+				return action{kind: doProbe, why: "a read proves it usable"}
+			}
+			if in.probe != nil && in.probe.Err != nil {
+				return decideUnreadable(in, in.probe.Err)
+			}
+		}
 		if a.usable && a.state == StateConnected && a.settling.IsZero() && infoEqual(a.info, s.obs.Info) {
+			if in.canProbe {
+				return action{kind: doWait, until: in.health.nextProbe(in.target, a.probedAt), why: "usable; the next probe"}
+			}
 			return action{kind: doNothing, why: "usable"}
 		}
 		return action{kind: doReport, report: reportUsable, obs: s.obs, why: "usable"}
@@ -204,6 +224,16 @@ func decide(in inputs) action {
 func decideAttempted(in inputs) action {
 	t := in.tried
 	if t.err == nil && t.obs.Connected {
+		if in.canProbe {
+			switch p := in.probe; {
+			case p == nil:
+				return action{kind: doProbe, why: "connected: a read proves it usable"}
+			case p.Err != nil && p.Err.Name == ErrNameStale && in.canHeal && !t.heal:
+				return action{kind: doHeal, err: p.Err, why: "connected, but stale: replace it"}
+			case p.Err != nil:
+				return failedRead(in, p.Err, "connected, but a read failed")
+			}
+		}
 		return action{kind: doReport, report: reportUsable, obs: t.obs, why: "connected"}
 	}
 	err := t.err
@@ -219,6 +249,51 @@ func decideAttempted(in inputs) action {
 		ce = NewConnError(pathError(in.path).Name, "%s (last attempt: %v)", in.path.Detail, ce)
 	}
 	return failed(in, ce, "attempt failed")
+}
+
+// probeDue reports whether a connection that looks usable must be read
+// through before it is called usable (again): it is not usable yet, an
+// event may have changed the answer, the kernel object is a new one, or
+// the interval is up.
+func probeDue(in inputs) bool {
+	a := &in.actual
+	return !a.usable || in.recheck || in.seen.obs.Instance != a.instance ||
+		a.probedAt.IsZero() || !in.now.Before(in.health.nextProbe(in.target, a.probedAt))
+}
+
+// decideUnreadable handles a connection that is there but that a read
+// through it failed: down, and tried again (replaced, for a stale one)
+// when due; never torn down, since the kernel may still recover it.
+func decideUnreadable(in inputs, err *ConnError) action {
+	a := &in.actual
+	if a.usable {
+		return action{kind: doReport, report: reportLost, err: err, why: "a read failed"}
+	}
+	if !in.force && in.now.Before(a.next) {
+		return action{kind: doWait, until: a.next, why: "unreadable; waiting for the next try"}
+	}
+	if err.Name == ErrNameStale && in.canHeal {
+		return action{kind: doHeal, err: err, why: "stale: replace it"}
+	}
+	return failedRead(in, err, "a read failed")
+}
+
+// unreadableRetry is how soon a connection that is there but unreadable is
+// read again (at most: the probe interval may be shorter). A read costs one
+// helper process; a connection that works again is so reported within about
+// a second of its first good read, whatever the backoff.
+const unreadableRetry = time.Second
+
+// failedRead is failed for a connection that is there but unreadable: the
+// next try (a read, after an idempotent connect) comes within
+// unreadableRetry whatever the backoff, since nothing is torn down or made
+// anew.
+func failedRead(in inputs, err *ConnError, why string) action {
+	act := failed(in, err, why)
+	if next := in.now.Add(min(unreadableRetry, in.health.Interval)); act.until.After(next) {
+		act.until = next
+	}
+	return act
 }
 
 // decideRelease handles a target no CID refers to.

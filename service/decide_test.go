@@ -35,6 +35,15 @@ func TestDecide(t *testing.T) {
 		return a
 	}
 
+	probedAgo := func(d time.Duration) actual {
+		a := connected
+		a.probedAt = now.Add(-d)
+		return a
+	}
+	readFailed := func(name string) *ProbeResult {
+		return &ProbeResult{Err: NewConnError(name, "read of /mnt/x failed")}
+	}
+
 	look := func(o Observation) *seen { return &seen{obs: o} }
 	failedLook := &seen{err: lookFailed}
 
@@ -112,6 +121,26 @@ func TestDecide(t *testing.T) {
 		{name: "no backend: said", in: inputs{wanted: true, noBackend: true, actual: ours}, kind: doReport, report: reportNoBackend},
 		{name: "no backend, already said: nothing", in: inputs{wanted: true, noBackend: true, actual: actual{state: StateRetrying, lastErr: NewConnError(ErrNameNoBackend, "x")}}, kind: doNothing},
 		{name: "no backend, released: forgotten", in: inputs{noBackend: true, actual: ours}, kind: doForget, record: true},
+
+		// Reads through the connection (a Prober backend): usable means a
+		// read worked since the last event that could break it.
+		{name: "probe: looks usable, never read: read first", in: inputs{wanted: true, canProbe: true, seen: look(usable), actual: ours}, kind: doProbe},
+		{name: "probe: read worked: usable", in: inputs{wanted: true, canProbe: true, seen: look(usable), actual: ours, probe: &ProbeResult{Delay: time.Millisecond}}, kind: doReport, report: reportUsable},
+		{name: "probe: usable, read within the interval: wait for the next", in: inputs{wanted: true, canProbe: true, seen: look(usable), actual: probedAgo(time.Second)}, kind: doWait},
+		{name: "probe: usable, interval up: read", in: inputs{wanted: true, canProbe: true, seen: look(usable), actual: probedAgo(time.Minute)}, kind: doProbe},
+		{name: "probe: usable, an event: read now", in: inputs{wanted: true, canProbe: true, recheck: true, seen: look(usable), actual: probedAgo(time.Second)}, kind: doProbe},
+		{name: "probe: usable, a new kernel object: read now", in: inputs{wanted: true, canProbe: true, seen: look(Observation{Present: true, Connected: true, Instance: "s4", Info: map[string]any{"x": 1}}), actual: probedAgo(time.Second)}, kind: doProbe},
+		{name: "probe: usable, read timed out: lost", in: inputs{wanted: true, canProbe: true, seen: look(usable), actual: probedAgo(time.Minute), probe: readFailed(ErrNameIOTimeout)}, kind: doReport, report: reportLost},
+		{name: "probe: down, read failed, due: failed, kept", in: inputs{wanted: true, canProbe: true, canHeal: true, seen: look(usable), actual: ours, probe: readFailed(ErrNameIOError)}, kind: doReport, report: reportFailed},
+		{name: "probe: down, stale, due: replaced", in: inputs{wanted: true, canProbe: true, canHeal: true, seen: look(usable), actual: ours, probe: readFailed(ErrNameStale)}, kind: doHeal},
+		{name: "probe: down, stale, no healer: failed", in: inputs{wanted: true, canProbe: true, seen: look(usable), actual: ours, probe: readFailed(ErrNameStale)}, kind: doReport, report: reportFailed},
+		{name: "probe: down, read failed, not due: wait", in: inputs{wanted: true, canProbe: true, canHeal: true, seen: look(usable), actual: waiting, probe: readFailed(ErrNameStale)}, kind: doWait},
+		{name: "probe: connected by an attempt: read before usable", in: inputs{wanted: true, canProbe: true, seen: look(absent), tried: &tried{obs: usable}, actual: ours}, kind: doProbe},
+		{name: "probe: connected, read worked: usable", in: inputs{wanted: true, canProbe: true, seen: look(absent), tried: &tried{obs: usable}, actual: ours, probe: &ProbeResult{}}, kind: doReport, report: reportUsable},
+		{name: "probe: connected, read failed: attempt failed", in: inputs{wanted: true, canProbe: true, seen: look(absent), tried: &tried{obs: usable}, actual: ours, probe: readFailed(ErrNameIOTimeout)}, kind: doReport, report: reportFailed},
+		{name: "probe: connected, stale: replaced", in: inputs{wanted: true, canProbe: true, canHeal: true, seen: look(absent), tried: &tried{obs: usable}, actual: ours, probe: readFailed(ErrNameStale)}, kind: doHeal},
+		{name: "probe: replaced, still stale: failed, not replaced again", in: inputs{wanted: true, canProbe: true, canHeal: true, seen: look(absent), tried: &tried{obs: usable, heal: true}, actual: ours, probe: readFailed(ErrNameStale)}, kind: doReport, report: reportFailed},
+		{name: "probe: released: torn down without a read", in: inputs{canProbe: true, seen: look(usable), actual: connected}, kind: doDisconnect},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -120,6 +149,7 @@ func TestDecide(t *testing.T) {
 			if in.policy == (ReconnectPolicy{}) {
 				in.policy = policy
 			}
+			in.health = in.health.withDefaults()
 			got := decide(in)
 			if got.kind != tc.kind || (got.kind == doReport && got.report != tc.report) ||
 				((got.kind == doForget || got.kind == doRecordOrigin) && got.record != tc.record) {
@@ -155,38 +185,48 @@ func TestDecideSettles(t *testing.T) {
 		{origin: originPreexisting, state: StateRetrying, backoff: time.Minute, next: now.Add(-time.Second)},
 		{origin: originOurs, state: StateRetrying, backoff: time.Second, next: now.Add(time.Second)},
 	}
+	// nil: the backend is no Prober.
+	reads := []*ProbeResult{nil, {}, {Err: NewConnError(ErrNameIOTimeout, "x")}, {Err: NewConnError(ErrNameStale, "x")}}
 	for _, wanted := range []bool{true, false} {
 		for _, held := range []bool{false, true} {
 			for _, l := range looks {
 				for _, p := range paths {
 					for _, a := range starts {
-						in := inputs{wanted: wanted, held: held, actual: a, seen: l, path: p.p, pathKnown: p.known, policy: policy, now: now}
-						in.actual.observed(l.obs, l.err)
-						ended := false
-						for step := 0; step < maxSteps && !ended; step++ {
-							act := decide(in)
-							switch act.kind {
-							case doReport:
-								applyReport(&in.actual, act, now)
-								if in.tried != nil {
-									in.seen, in.tried = &seen{obs: act.obs}, nil
+						for _, read := range reads {
+							in := inputs{wanted: wanted, held: held, actual: a, seen: l, path: p.p, pathKnown: p.known, policy: policy, now: now,
+								canProbe: read != nil, canHeal: true, health: HealthPolicy{}.withDefaults()}
+							in.actual.observed(l.obs, l.err)
+							ended := false
+							for step := 0; step < maxSteps && !ended; step++ {
+								act := decide(in)
+								switch act.kind {
+								case doReport:
+									applyReport(&in.actual, act, now)
+									if in.tried != nil {
+										in.seen, in.tried = &seen{obs: act.obs}, nil
+									}
+								case doRecordOrigin:
+									in.actual.originFound(act.record)
+								case doConnect:
+									in.actual.attemptStarted(act.reset)
+									in.tried = &tried{err: errors.New("refused")}
+								case doObserve:
+									in.seen = l
+									in.actual.observed(l.obs, l.err)
+								case doDisconnect:
+									in.tried = &tried{disconnect: true}
+								case doProbe:
+									in.probe = read
+								case doHeal:
+									in.actual.attemptStarted(act.reset)
+									in.tried, in.probe = &tried{heal: true, obs: Observation{Present: true, Connected: true}}, nil
+								default:
+									ended = true
 								}
-							case doRecordOrigin:
-								in.actual.originFound(act.record)
-							case doConnect:
-								in.actual.attemptStarted(act.reset)
-								in.tried = &tried{err: errors.New("refused")}
-							case doObserve:
-								in.seen = l
-								in.actual.observed(l.obs, l.err)
-							case doDisconnect:
-								in.tried = &tried{disconnect: true}
-							default:
-								ended = true
 							}
-						}
-						if !ended {
-							t.Errorf("wanted=%v held=%v look=%+v path=%+v start=%+v: no end in %d steps", wanted, held, l, p, a, maxSteps)
+							if !ended {
+								t.Errorf("wanted=%v held=%v look=%+v path=%+v start=%+v read=%+v: no end in %d steps", wanted, held, l, p, a, read, maxSteps)
+							}
 						}
 					}
 				}

@@ -64,6 +64,10 @@ const (
 	// ErrNameBadStateFile: a state file did not load; what it may name is
 	// held (never disconnected) until it is fixed or removed.
 	ErrNameBadStateFile = "BadStateFile"
+	// What a failed read through a connection (a probe) says.
+	ErrNameIOTimeout = "IOTimeout" // no answer by the probe's deadline
+	ErrNameStale     = "Stale"     // ESTALE: the server no longer knows the file handle
+	ErrNameIOError   = "IOError"   // any other error of the read
 )
 
 // connErrorOf names any error for LastError.

@@ -87,6 +87,10 @@ func (s *Service) pathChanged(host string, p Path) {
 		}
 		was, known := t.path, t.pathKnown
 		t.path, t.pathKnown = p, true
+		if !known || was.Usable != p.Usable || was.Link != p.Link {
+			t.recheck = true
+			t.interruptProbeLocked()
+		}
 		wasDown = wasDown || (known && !was.Usable)
 		for c := range t.cids {
 			ev.CIDs = append(ev.CIDs, c)

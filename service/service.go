@@ -72,6 +72,9 @@ type Options struct {
 	// Clock is the time and the timers the service uses; nil means the
 	// wall clock.
 	Clock Clock
+	// Health says how often and how long connections are probed (for
+	// backends that are Probers).
+	Health HealthPolicy
 }
 
 // ReconnectPolicy is exponential backoff with jitter that never gives up.
@@ -126,8 +129,13 @@ type Service struct {
 	running bool // Run has started the runners
 	// recheckTimer reads the bad state files again (holds.go).
 	recheckTimer Timer
-	ctx          context.Context
-	stop         context.CancelFunc
+	// probeSlots bounds the probes in flight (health.go); reach is the
+	// last check of each server that has a target down (reach.go).
+	probeSlots chan struct{}
+	reach      map[reachKey]*reachState
+	reachTimer Timer
+	ctx        context.Context
+	stop       context.CancelFunc
 
 	wg sync.WaitGroup // runners
 }
@@ -163,16 +171,19 @@ func New(opts Options) (*Service, error) {
 		opts.HostListTimeout = 2 * time.Second
 	}
 	opts.Reconnect = opts.Reconnect.withDefaults()
+	opts.Health = opts.Health.withDefaults()
 	s := &Service{
-		opts:      opts,
-		store:     opts.Store,
-		log:       opts.Logger,
-		clock:     opts.Clock,
-		cids:      make(map[CID]*cidEntry),
-		targets:   make(map[TargetKey]*target),
-		hostPaths: make(map[string]Path),
-		subs:      make(map[*Subscription]struct{}),
-		pending:   make(map[CID]*change),
+		probeSlots: make(chan struct{}, opts.Health.MaxConcurrent),
+		reach:      make(map[reachKey]*reachState),
+		opts:       opts,
+		store:      opts.Store,
+		log:        opts.Logger,
+		clock:      opts.Clock,
+		cids:       make(map[CID]*cidEntry),
+		targets:    make(map[TargetKey]*target),
+		hostPaths:  make(map[string]Path),
+		subs:       make(map[*Subscription]struct{}),
+		pending:    make(map[CID]*change),
 	}
 	s.ctx, s.stop = context.WithCancel(context.Background())
 	if err := s.load(); err != nil {
@@ -235,6 +246,7 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	s.mu.Unlock()
 	s.recheckLoop()
+	s.reachLoop()
 
 	select {
 	case <-ctx.Done():
@@ -247,6 +259,9 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	if s.recheckTimer != nil {
 		s.recheckTimer.Stop()
+	}
+	if s.reachTimer != nil {
+		s.reachTimer.Stop()
 	}
 	s.mu.Unlock()
 	s.wg.Wait()
@@ -381,6 +396,9 @@ func (s *Service) forgetLocked(c CID) {
 	s.publishLocked(Event{Type: EventRemoved, CID: c})
 	if len(t.cids) == 0 {
 		t.force = true // released: the teardown need not wait for a backoff
+		if t.stopProbe != nil {
+			t.stopProbe() // nor for a read of a hung server
+		}
 		s.changedLocked(t)
 		s.pokeLocked(t)
 	} else {
@@ -411,6 +429,8 @@ func (s *Service) Poke(k TargetKey) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if t := s.targets[k]; t != nil {
+		t.recheck = true
+		t.interruptProbeLocked()
 		s.pokeLocked(t)
 	}
 }

@@ -30,6 +30,10 @@ type Status struct {
 	ConnectedSince   time.Time
 	Attempts         uint32
 	NextAttempt      time.Time
+	// ReadDelay is how long the last read through the connection took,
+	// LastProbe when it was made (zero: never; see Prober).
+	ReadDelay time.Duration
+	LastProbe time.Time
 	// Info is the connection info shown to clients: never credentials.
 	Info map[string]any
 }
@@ -53,6 +57,14 @@ func (e *cidEntry) statusLocked() Status {
 }
 
 func (t *target) statusLocked(spec Spec) Status {
+	st := t.stateLocked(spec)
+	st.Info = t.infoLocked(spec)
+	return st
+}
+
+// stateLocked is statusLocked without Info, whose map is most of the
+// cost of an entry (List's brief entries do not show it).
+func (t *target) stateLocked(spec Spec) Status {
 	st := Status{
 		Kind:           spec.Kind,
 		URI:            spec.URI,
@@ -64,11 +76,18 @@ func (t *target) statusLocked(spec Spec) Status {
 		ConnectedSince: t.actual.since,
 		Attempts:       t.actual.attempts,
 		NextAttempt:    t.actual.next,
+		ReadDelay:      t.actual.readDelay,
+		LastProbe:      t.actual.probedAt,
 	}
 	if t.actual.lastErr != nil {
 		st.LastError = t.actual.lastErr.Name
 		st.LastErrorMessage = t.actual.lastErr.Err.Error()
 	}
+	return st
+}
+
+// infoLocked is the ConnectionInfo of the target for spec.
+func (t *target) infoLocked(spec Spec) map[string]any {
 	info := spec.Info()
 	for k, v := range t.described {
 		info[k] = v
@@ -76,8 +95,7 @@ func (t *target) statusLocked(spec Spec) Status {
 	for k, v := range t.actual.info {
 		info[k] = v
 	}
-	st.Info = info
-	return st
+	return info
 }
 
 // CIDs returns every managed CID, sorted.
@@ -109,6 +127,14 @@ func (s *Service) List(ctx context.Context, prefix string, withHost bool) []Stat
 			out = append(out, e.statusLocked())
 		}
 	}
+	return append(out, s.unmanagedLocked(prefix, host)...)
+}
+
+// unmanagedLocked is List's entries with no CID: targets being torn down
+// (or held), state files that did not load, and the connections of host
+// that no target is, each that starts with prefix.
+func (s *Service) unmanagedLocked(prefix string, host []HostConnection) []Status {
+	var out []Status
 	for _, t := range s.targets {
 		if len(t.cids) > 0 {
 			continue

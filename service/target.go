@@ -25,6 +25,16 @@ type target struct {
 	// force asks the next pass for an attempt now, whatever the backoff:
 	// written by Reconnect and by the path coming back, taken by the pass.
 	force bool
+	// recheck asks the next pass for a probe now: an event (the backend's
+	// watcher, the path) may have changed what a read finds. Written by
+	// Poke and pathChanged, taken by the pass.
+	recheck bool
+	// stopProbe ends the probe in flight (set while one runs): a release
+	// need not wait for the read of a hung server, nor an event (a session
+	// that failed, a path that went down) for a read that its cause holds
+	// up. interrupted says an event did: the pass looks again.
+	stopProbe   context.CancelFunc
+	interrupted bool
 
 	// Actual state: written by the target's pass only.
 	actual actual
@@ -70,15 +80,19 @@ const maxSteps = 12
 func (s *Service) pass(t *target) {
 	s.mu.Lock()
 	be := s.opts.Backends[t.spec.Kind]
-	force := t.force
-	t.force = false
+	force, recheck := t.force, t.recheck
+	t.force, t.recheck = false, false
 	s.mu.Unlock()
 	var (
 		look   *seen
 		result *tried
+		read   *ProbeResult
+		// interruptible: an event may still cut a read short in this pass.
+		interruptible = true
 	)
 	for step := 0; step < maxSteps; step++ {
-		in := s.inputs(t, be == nil, force, look, result)
+		in := s.inputs(t, be, force, look, result)
+		in.recheck, in.probe = recheck, read
 		act := decide(in.inputs)
 		switch act.kind {
 		case doObserve:
@@ -106,15 +120,38 @@ func (s *Service) pass(t *target) {
 			if act.report == reportFailed {
 				force = false
 			}
-		case doConnect:
+		case doProbe:
+			obs := look.obs
+			if result != nil {
+				obs = result.obs
+			}
+			res, interrupted := s.probe(t, be.(Prober), in.spec(), obs, interruptible)
+			if interrupted {
+				// An event came while it read: what it found may be why
+				// the read hung. Look again (once per pass).
+				interruptible = false
+				look, read = nil, nil
+				continue
+			}
+			read = &res
+		case doConnect, doHeal:
 			s.apply(t, func(a *actual) bool { return a.attemptStarted(act.reset) })
 			cctx, cancel := context.WithTimeout(context.WithValue(s.ctx, cidsKey{}, s.cidsOf(t)), s.opts.OpTimeout)
-			obs, err := be.Connect(cctx, in.spec())
+			var (
+				obs Observation
+				err error
+			)
+			if act.kind == doHeal {
+				s.logPerCID(t, slog.LevelWarn, "connection broken; replacing it", logging.ConnectionLost.Attr(), "err", act.err)
+				obs, err = be.(Healer).Heal(cctx, in.spec(), act.err)
+			} else {
+				obs, err = be.Connect(cctx, in.spec())
+			}
 			cancel()
 			if err == nil && obs.Connected && in.pathKnown && !in.path.Usable {
 				s.pathMisjudged(t)
 			}
-			result = &tried{obs: obs, err: err}
+			result, read = &tried{obs: obs, err: err, heal: act.kind == doHeal}, nil
 		case doDisconnect:
 			if !s.startTeardown(t) {
 				continue // managed again: decide again
@@ -149,10 +186,15 @@ func (s *Service) pass(t *target) {
 }
 
 // inputs copies what decide needs, under the lock.
-func (s *Service) inputs(t *target, noBackend, force bool, look *seen, result *tried) passInputs {
+func (s *Service) inputs(t *target, be Backend, force bool, look *seen, result *tried) passInputs {
+	_, canProbe := be.(Prober)
+	_, canHeal := be.(Healer)
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	in := passInputs{inputs: inputs{
+		canProbe:  canProbe,
+		canHeal:   canHeal,
+		health:    s.opts.Health,
 		wanted:    len(t.cids) > 0,
 		held:      s.heldLocked(t.key),
 		recordBad: s.recordBadLocked(t.key),
@@ -164,7 +206,7 @@ func (s *Service) inputs(t *target, noBackend, force bool, look *seen, result *t
 		pathKnown: t.pathKnown,
 		seen:      look,
 		tried:     result,
-		noBackend: noBackend,
+		noBackend: be == nil,
 		policy:    s.opts.Reconnect,
 		now:       s.clock.Now(),
 	}, specNow: t.spec}
@@ -317,6 +359,13 @@ func (s *Service) forgetTarget(t *target, hasRecord bool) {
 			s.log.Error("could not forget target record", "target", string(t.key), "err", err)
 		}
 	}
+}
+
+// logPerCID is logPerCIDLocked for a caller that holds no lock.
+func (s *Service) logPerCID(t *target, level slog.Level, msg string, args ...any) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	s.logPerCIDLocked(t, level, msg, args...)
 }
 
 // logPerCIDLocked logs one line per CID of t (one with no CID when none

@@ -54,13 +54,27 @@ func (b *Backend) Connect(ctx context.Context, spec service.Spec) (service.Obser
 		return service.Observation{}, connErrorFor(ErrLoginFailed, err)
 	}
 	if s, ok := pick(sessions, is, addrs); ok {
-		if s.State != stateLoggedIn {
+		switch {
+		case s.State == stateLoggedIn:
+			return b.waitDevices(ctx, s.ID, is)
+		case !b.pastRecovery(s, time.Now()):
 			// The kernel and iscsid recover it on their own; a second
 			// login would only be refused with "session exists".
 			obs, _ := observation(b.devRoot(), s, is.LUN)
 			return obs, nil
 		}
-		return b.waitDevices(ctx, s.ID, is)
+		// Failed for longer than the kernel holds I/O for it: its devices
+		// fail every I/O already. If the portal answers, a new login
+		// works where iscsid's recovery is stuck.
+		if err := b.checkPortal(ctx, nodeRecord{IQN: is.IQN, Addr: s.Address, Port: s.Port, TPGT: is.TPGT, Iface: is.Iface}); err != nil {
+			obs, _ := observation(b.devRoot(), s, is.LUN)
+			return obs, nil
+		}
+		b.log().Warn("session failed past its replacement timeout and the portal answers; logging in again",
+			"target", string(spec.Target), "session", s.ID, "recovery_tmo", s.RecoveryTmo)
+		if err := b.logout(ctx, s.ID); err != nil {
+			return service.Observation{}, connErrorFor(ErrLoginFailed, err)
+		}
 	}
 	if err := b.initiatorAvailable(); err != nil {
 		return service.Observation{}, err
@@ -193,13 +207,11 @@ func (b *Backend) checkPortal(ctx context.Context, rec nodeRecord) error {
 // while an earlier login is still retrying).
 const sessionAppearWait = 5 * time.Second
 
-// pollInterval is how often a wait re-reads sysfs.
-const pollInterval = 20 * time.Millisecond
-
 // waitSession waits for the target's session to show in sysfs.
 func (b *Backend) waitSession(ctx context.Context, is *service.ISCSISpec, addrs []netip.Addr) (session, error) {
 	deadline := time.Now().Add(sessionAppearWait)
 	for {
+		next := b.nextChange()
 		sessions, err := readSessions(b.sysRoot())
 		if err != nil {
 			return session{}, connErrorFor(ErrLoginFailed, err)
@@ -212,7 +224,7 @@ func (b *Backend) waitSession(ctx context.Context, is *service.ISCSISpec, addrs 
 				"iscsiadm reported a login to %s at %s, but no session shows in sysfs (an earlier login may still be retrying in iscsid)",
 				is.IQN, service.HostPort(addrs[0].String(), is.PortalPort()))
 		}
-		if err := sleepCtx(ctx, pollInterval); err != nil {
+		if err := b.pause(ctx, next); err != nil {
 			return session{}, service.NewConnError(ErrTimeout, "waiting for the session to %s: %v", is.IQN, err)
 		}
 	}
@@ -229,6 +241,7 @@ func (b *Backend) waitDevices(ctx context.Context, id uint32, is *service.ISCSIS
 	deadline := time.Now().Add(b.deviceTimeout())
 	rescanned := false
 	for {
+		next := b.nextChange()
 		s, err := readSession(b.sysRoot(), id)
 		if errors.Is(err, fs.ErrNotExist) {
 			return service.Observation{}, service.NewConnError(ErrLost, "session %d to %s vanished", id, is.IQN)
@@ -246,7 +259,7 @@ func (b *Backend) waitDevices(ctx context.Context, id uint32, is *service.ISCSIS
 			if all, _ := checkLUNs(s, -1, pendingOf(b.devRoot(), s)); all != lunsPending || time.Now().After(deadline) {
 				return obs, nil
 			}
-			if sleepCtx(ctx, pollInterval) != nil {
+			if b.pause(ctx, next) != nil {
 				return obs, nil
 			}
 			continue
@@ -266,7 +279,7 @@ func (b *Backend) waitDevices(ctx context.Context, id uint32, is *service.ISCSIS
 				id, b.deviceTimeout(), obs.Err)
 			return obs, nil
 		}
-		if err := sleepCtx(ctx, pollInterval); err != nil {
+		if err := b.pause(ctx, next); err != nil {
 			obs.Err = service.NewConnError(ErrTimeout, "waiting for the devices of session %d: %v", id, err)
 			return obs, nil
 		}
@@ -277,6 +290,23 @@ func (b *Backend) waitDevices(ctx context.Context, id uint32, is *service.ISCSIS
 func pendingOf(devRoot string, s session) map[int]bool {
 	_, pending := devices(devRoot, s)
 	return pending
+}
+
+// pause waits for the next uevent about sessions or devices (next, taken
+// before the last read of sysfs), or PollInterval, whichever comes first:
+// udev's event for a by-path link ends the wait for it at once, and the
+// re-read covers a host whose uevents the watcher does not get.
+func (b *Backend) pause(ctx context.Context, next <-chan struct{}) error {
+	t := time.NewTimer(b.pollInterval())
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-next:
+		return nil
+	case <-t.C:
+		return nil
+	}
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) error {

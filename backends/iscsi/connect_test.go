@@ -6,9 +6,11 @@ import (
 	"context"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/storkeep/storkeep/service"
 )
@@ -225,5 +227,37 @@ func TestConnectRefusesUnstorableCHAP(t *testing.T) {
 		if ce := connErrorFor("", err); ce.Name != ErrLoginFailed || strings.Contains(err.Error(), pw) {
 			t.Errorf("password %q: %v", pw, err)
 		}
+	}
+}
+
+// TestWaitDevicesWakesOnUevents: after a login, the wait for the LUNs'
+// by-path links ends at udev's event for them (what readUevents passes
+// on), not at the next re-read of sysfs, which is only the fallback.
+func TestWaitDevicesWakesOnUevents(t *testing.T) {
+	h := newFakeHost(t)
+	b := h.backend()
+	b.PollInterval = time.Hour // only an event can end the wait
+	s := standard(1)
+	s.NoLinks = true // udev has not made them yet
+	h.add(t, s)
+	is, err := iscsiSpec(mustSpec(t, "iscsi://"+testAddr+"/"+testIQN))
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		// udev makes the links while Connect waits (most likely: if it
+		// is before Connect's first look, that look finds them).
+		time.Sleep(100 * time.Millisecond)
+		for _, l := range s.LUNs[1:] {
+			if err := os.Symlink("../../"+l.Block, filepath.Join(h.dev, "disk", "by-path", byPathName(testAddr, 3260, testIQN, l.LUN))); err != nil {
+				t.Error(err)
+			}
+		}
+		b.sysfsChanged() // udev's event for them
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if obs, err := b.waitDevices(ctx, 1, is); err != nil || !obs.Connected {
+		t.Fatalf("waitDevices = %+v, %v; want connected at the uevent", obs, err)
 	}
 }

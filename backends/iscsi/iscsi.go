@@ -30,6 +30,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/storkeep/storkeep/backends/ioprobe"
 	"github.com/storkeep/storkeep/netmon"
 	"github.com/storkeep/storkeep/service"
 )
@@ -71,21 +72,35 @@ type Backend struct {
 	// WatchInterval is the period of the sysfs re-read that backs up the
 	// kernel's uevents in Watch (0 means 1 s).
 	WatchInterval time.Duration
+	// PollInterval is how often a Connect that waits for its session or
+	// devices re-reads sysfs when no uevent wakes it first (0 means 20 ms).
+	PollInterval time.Duration
 	// Resolver answers for portal host names: the daemon's one cache,
 	// shared with the path monitor; nil means a cache of the backend's own.
 	Resolver     *netmon.Resolver
 	resolverOnce sync.Once
+	// IOProbe runs the reads that prove a LUN usable (Probe); nil runs
+	// the daemon's own executable as the helper.
+	IOProbe     *ioprobe.Runner
+	ioProbeOnce sync.Once
 
 	// nodeMu serializes changes to the node database: iscsiadm's own lock
 	// only covers one call, and a record is created and then edited.
 	nodeMu sync.Mutex
 
 	mu sync.Mutex
+	// changes is closed and replaced at every uevent Watch sees about
+	// iSCSI, SCSI or block devices (sysfsChanged): it wakes the waits
+	// after a login.
+	changes chan struct{}
 	// known holds the targets Observe or Connect was asked about, so that
 	// the watcher can poke them and ListHost can name their sessions with
 	// the key the service uses (a DNS name, say, where sysfs shows an
 	// address). Entries go when the service forgets the target (Forget).
 	known map[service.TargetKey]*service.ISCSISpec
+	// failedAt is when each session was first seen not logged in (see
+	// failingFor); a session leaves it when it is logged in again.
+	failedAt map[uint32]time.Time
 }
 
 func (b *Backend) sysRoot() string    { return orDefault(b.SysRoot, "/sys") }
@@ -107,6 +122,31 @@ func (b *Backend) log() *slog.Logger {
 func (b *Backend) deviceTimeout() time.Duration { return durOrDefault(b.DeviceTimeout, 30*time.Second) }
 func (b *Backend) watchInterval() time.Duration { return durOrDefault(b.WatchInterval, time.Second) }
 func (b *Backend) portalTimeout() time.Duration { return durOrDefault(b.PortalTimeout, 10*time.Second) }
+func (b *Backend) pollInterval() time.Duration {
+	return durOrDefault(b.PollInterval, 20*time.Millisecond)
+}
+
+// nextChange returns a channel that is closed at the next uevent that may
+// change what sysfs or /dev show of a session. Take it before reading
+// them, so that a change between the read and the wait is not missed.
+func (b *Backend) nextChange() <-chan struct{} {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.changes == nil {
+		b.changes = make(chan struct{})
+	}
+	return b.changes
+}
+
+// sysfsChanged wakes the waits for a session or its devices.
+func (b *Backend) sysfsChanged() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.changes != nil {
+		close(b.changes)
+		b.changes = nil
+	}
+}
 
 func orDefault(s, def string) string {
 	if s == "" {
@@ -271,6 +311,7 @@ func (b *Backend) Observe(ctx context.Context, spec service.Spec) (service.Obser
 	if !ok {
 		return service.Observation{}, nil
 	}
+	b.failingFor(s, time.Now())
 	obs, _ := observation(b.devRoot(), s, is.LUN)
 	return obs, nil
 }

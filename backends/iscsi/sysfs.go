@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Session states as /sys/class/iscsi_session/sessionN/state shows them.
@@ -38,6 +39,10 @@ type session struct {
 	Port    uint16
 	// State is LOGGED_IN, FAILED or FREE.
 	State string
+	// RecoveryTmo is how long the kernel holds I/O while the session
+	// recovers before it fails it (recovery_tmo: open-iscsi's
+	// node.session.timeo.replacement_timeout).
+	RecoveryTmo time.Duration
 	// LUNs are the SCSI devices of the session, by LUN.
 	LUNs []lun
 }
@@ -169,6 +174,12 @@ func readSession(sysRoot string, id uint32) (session, error) {
 	}
 	if v, err := readAttr(dir, "ifacename"); err == nil {
 		s.Iface = v
+	}
+	s.RecoveryTmo = defaultRecoveryTmo
+	if v, err := readAttr(dir, "recovery_tmo"); err == nil {
+		if n, err := strconv.Atoi(v); err == nil && n >= 0 {
+			s.RecoveryTmo = time.Duration(n) * time.Second
+		}
 	}
 	if err := readConnection(sysRoot, &s); err != nil {
 		return s, err

@@ -202,6 +202,7 @@ func (b *Backend) readUevents(ctx context.Context, f *os.File, events chan<- str
 			if errors.Is(err, syscall.ENOBUFS) {
 				// Events were lost: re-read everything.
 				signal(events)
+				b.sysfsChanged()
 				continue
 			}
 			b.log().Warn("uevent socket failed; watching by re-reading sysfs only", "err", err)
@@ -209,6 +210,7 @@ func (b *Backend) readUevents(ctx context.Context, f *os.File, events chan<- str
 		}
 		if relevantUevent(parseUevent(buf[:n])) {
 			signal(events)
+			b.sysfsChanged()
 		}
 	}
 }

@@ -27,6 +27,7 @@ import (
 
 	godbus "github.com/godbus/dbus/v5"
 
+	"github.com/storkeep/storkeep/backends/ioprobe"
 	"github.com/storkeep/storkeep/service"
 	"github.com/storkeep/storkeep/units"
 )
@@ -62,10 +63,16 @@ type Backend struct {
 	// still answers (default 2 s); ProbeTimeout bounds one question
 	// (default 1.5 s).
 	ProbeInterval, ProbeTimeout time.Duration
-	// Probe asks a server whether it answers (nil: an NFS NULL call over
-	// TCP); tests replace it.
-	Probe func(ctx context.Context, server string, port uint16, vers uint32) error
-	Log   *slog.Logger
+	// AskServer asks a server whether it answers (nil: an NFS NULL call
+	// over TCP); tests replace it.
+	AskServer func(ctx context.Context, server string, port uint16, vers uint32) error
+	// DialServer opens a TCP connection to a server's NFS port and closes
+	// it, before a mount (nil: reachServer); tests replace it.
+	DialServer func(ctx context.Context, server string, port uint16) error
+	Log        *slog.Logger
+	// IOProbe runs the reads that prove a mount usable (Probe); the zero
+	// value runs the daemon's own executable as the helper.
+	IOProbe *ioprobe.Runner
 
 	initOnce sync.Once
 	mu       sync.Mutex // guards targets, byPath and servers
@@ -89,6 +96,18 @@ type entry struct {
 	mounted bool  // the last look at the mount table found it mounted
 	down    error // the server does not answer (see probed)
 	misses  int   // unanswered probes in a row
+	// shown, while a Connect waits for its mount, is closed when the
+	// mount table watcher sees the export mounted at where.
+	shown chan struct{}
+}
+
+// mountShown tells a Connect waiting for e's mount that the mount table
+// shows it. Called with Backend.mu held.
+func (e *entry) mountShown() {
+	if e.shown != nil {
+		close(e.shown)
+		e.shown = nil
+	}
 }
 
 func (b *Backend) init() {
@@ -114,8 +133,14 @@ func (b *Backend) init() {
 		if b.ProbeTimeout <= 0 {
 			b.ProbeTimeout = 1500 * time.Millisecond
 		}
-		if b.Probe == nil {
-			b.Probe = probeServer
+		if b.AskServer == nil {
+			b.AskServer = probeServer
+		}
+		if b.IOProbe == nil {
+			b.IOProbe = &ioprobe.Runner{}
+		}
+		if b.DialServer == nil {
+			b.DialServer = reachServer
 		}
 		b.targets = make(map[service.TargetKey]*entry)
 		b.byPath = make(map[godbus.ObjectPath]*entry)
@@ -263,6 +288,10 @@ func (b *Backend) Connect(ctx context.Context, spec service.Spec) (service.Obser
 	if err := os.MkdirAll(b.mountRoot(), 0o755); err != nil {
 		return service.Observation{}, service.NewConnError(ErrMountFailed, "mount root: %v", err)
 	}
+	if err := guardMountPoint(e.where); err != nil {
+		// The mount works without the guard; say so once per attempt.
+		b.Log.Warn("could not guard the mount point against writes while unmounted", "path", e.where, "err", err)
+	}
 	mnt := units.Mount{
 		What:        what(spec.NFS),
 		Where:       e.where,
@@ -272,7 +301,7 @@ func (b *Backend) Connect(ctx context.Context, spec service.Spec) (service.Obser
 		Timeout:     b.MountTimeout,
 	}
 	b.Log.Info("mounting", "target", string(spec.Target), "unit", e.unit, "options", mnt.Options)
-	serr := b.Units.Start(ctx, mnt)
+	serr := b.start(ctx, e, mnt)
 
 	// Whatever systemd said, the mount table decides: a mount whose job
 	// timed out may still have come up.
@@ -294,25 +323,6 @@ func (b *Backend) Connect(ctx context.Context, spec service.Spec) (service.Obser
 	return service.Observation{}, classify(spec.Target, serr)
 }
 
-// preflight asks the server once (a NULL call, ProbeTimeout) before a
-// mount: a server that cannot be reached at all (refused, no route) fails
-// the attempt in milliseconds instead of a mount unit that hangs until its
-// timeout and holds up the attempt after it. Silence proves nothing (a
-// busy server, a slow network): the mount goes ahead and decides.
-func (b *Backend) preflight(ctx context.Context, n *service.NFSSpec) error {
-	pctx, cancel := context.WithTimeout(ctx, b.ProbeTimeout)
-	defer cancel()
-	err := b.Probe(pctx, n.Server, n.Port, probeVersion(n))
-	if definitelyUnreachable(err) {
-		return service.NewConnError(ErrServerUnreachable, "NFS server %s: %v", n.Server, err)
-	}
-	return nil
-}
-
-func definitelyUnreachable(err error) bool {
-	return errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EHOSTUNREACH) || errors.Is(err, syscall.ENETUNREACH)
-}
-
 // Disconnect stops the mount unit (a lazy, forced unmount that finishes
 // even when the server is dead), falls back to umount if the unit could not
 // do it, and removes the empty mount point.
@@ -331,6 +341,9 @@ func (b *Backend) Disconnect(ctx context.Context, spec service.Spec) error {
 		if err := unmount(ctx, e.where); err != nil {
 			return service.NewConnError(ErrUnmountFailed, "unmount %s: %v", e.where, err)
 		}
+	}
+	if err := unguardMountPoint(e.where); err != nil {
+		b.Log.Warn("could not lift the mount point's guard", "path", e.where, "err", err)
 	}
 	if err := os.Remove(e.where); err != nil && !errors.Is(err, os.ErrNotExist) {
 		if errors.Is(err, syscall.EBUSY) {

@@ -141,6 +141,12 @@ type fakeUnits struct {
 	stops       []string
 	fail        error // what Start returns, after mounting if mountAnyway
 	mountAnyway bool
+	// onMount runs once the mount is in the table (the watcher's part);
+	// with jobNeverEnds, Start then waits for its context to end, as for
+	// a job whose end is slow to come.
+	onMount      func()
+	jobNeverEnds bool
+	jobWaitEnded chan error
 }
 
 func (f *fakeUnits) Start(ctx context.Context, m units.Mount) error {
@@ -150,6 +156,14 @@ func (f *fakeUnits) Start(ctx context.Context, m units.Mount) error {
 	if f.fail == nil || f.mountAnyway {
 		src := m.What
 		addMount(f.t, f.mountinfo, m.Where, "nfs4", src)
+	}
+	if f.onMount != nil {
+		f.onMount()
+	}
+	if f.jobNeverEnds {
+		<-ctx.Done()
+		f.jobWaitEnded <- ctx.Err()
+		return ctx.Err()
 	}
 	return f.fail
 }
@@ -204,9 +218,47 @@ func newTestBackend(t *testing.T) (*Backend, *fakeUnits) {
 	os.WriteFile(mi, []byte("22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw\n"), 0o644)
 	fu := &fakeUnits{t: t, mountinfo: mi}
 	b := &Backend{RuntimeDir: filepath.Join(dir, "run"), Units: fu, MountInfo: mi,
-		Log:   slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Probe: func(context.Context, string, uint16, uint32) error { return nil }}
+		Log:        slog.New(slog.NewTextHandler(io.Discard, nil)),
+		AskServer:  func(context.Context, string, uint16, uint32) error { return nil },
+		DialServer: func(context.Context, string, uint16) error { return nil }}
+	t.Cleanup(func() {
+		if err := LiftGuards(filepath.Join(dir, "run")); err != nil {
+			t.Errorf("lift the mount point guards: %v", err)
+		}
+	})
 	return b, fu
+}
+
+// While the export is not mounted, nothing can create a file in its mount
+// point (it would land on the local disk); Disconnect still removes it.
+func TestMountPointGuard(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("setting the immutable flag needs CAP_LINUX_IMMUTABLE (root)")
+	}
+	b, _ := newTestBackend(t)
+	spec := mustSpec(t, "nfs://10.0.0.1/guarded?vers=4.2")
+	ctx := context.Background()
+	if _, err := b.Connect(ctx, spec); err != nil {
+		t.Fatal(err)
+	}
+	where, _ := MountPoint(b.mountRoot(), spec)
+	err := os.WriteFile(filepath.Join(where, "vm.img"), []byte("x"), 0o600)
+	if !errors.Is(err, syscall.EPERM) {
+		if err == nil {
+			var st syscall.Statfs_t
+			syscall.Statfs(where, &st)
+			if st.Type == 0x01021994 { // tmpfs without FS_IOC_SETFLAGS (Linux < 6.0)
+				t.Skip("this kernel's tmpfs takes no inode flags")
+			}
+		}
+		t.Fatalf("write into the unmounted mount point: %v, want EPERM", err)
+	}
+	if err := b.Disconnect(ctx, spec); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(where); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("mount point after Disconnect: %v, want removed", err)
+	}
 }
 
 func TestConnectObserveDisconnect(t *testing.T) {
@@ -269,6 +321,65 @@ func TestConnectTrustsTheMountTable(t *testing.T) {
 	var ce *service.ConnError
 	if !errors.As(err, &ce) || ce.Name != ErrExportNotFound || !strings.Contains(err.Error(), "reason given by server") {
 		t.Fatalf("got %v", err)
+	}
+}
+
+// TestConnectEndsWhenTheMountShows: an export is mounted, and usable, as
+// soon as the mount table shows it; systemd's job for the unit ends only
+// after the helper has exited, systemd has read the table itself, and its
+// JobRemoved signal has crossed the bus. Connect does not wait for that,
+// and stops waiting for the job.
+func TestConnectEndsWhenTheMountShows(t *testing.T) {
+	b, fu := newTestBackend(t)
+	fu.jobNeverEnds, fu.jobWaitEnded = true, make(chan error, 1)
+	fu.onMount = func() { // what watchMountTable does on the kernel's word
+		mounts, err := b.readMounts()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		b.mountTableChanged(mounts, func(service.TargetKey) {})
+	}
+	type result struct {
+		obs service.Observation
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		obs, err := b.Connect(context.Background(), mustSpec(t, "nfs://10.0.0.1/e?vers=4.2"))
+		done <- result{obs, err}
+	}()
+	// The job never ends: only the mount table can end this Connect.
+	var r result
+	select {
+	case r = <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("Connect still waits for systemd's job, with the mount in the table")
+	}
+	if r.err != nil || !r.obs.Connected {
+		t.Fatalf("Connect = %+v, %v; want connected", r.obs, r.err)
+	}
+	if err := <-fu.jobWaitEnded; !errors.Is(err, context.Canceled) {
+		t.Errorf("the wait for the job ended with %v, want context.Canceled", err)
+	}
+}
+
+// TestConnectWaitsForItsOwnExport: another export mounted at the mount
+// point does not end the wait; the job's result does.
+func TestConnectWaitsForItsOwnExport(t *testing.T) {
+	b, fu := newTestBackend(t)
+	spec := mustSpec(t, "nfs://10.0.0.1/e?vers=4.2")
+	where := b.Describe(spec)[InfoMountPoint].(string)
+	fu.fail = &units.UnitError{Job: "failed", Result: "exit-code", Log: []string{"mount.nfs: Connection timed out"}}
+	fu.onMount = func() {
+		addMount(t, b.MountInfo, where, "nfs4", "10.0.0.9:/other")
+		mounts, _ := b.readMounts()
+		b.mountTableChanged(mounts, func(service.TargetKey) {})
+	}
+	_, err := b.Connect(context.Background(), spec)
+	var ce *service.ConnError
+	if !errors.As(err, &ce) || ce.Name != ErrTimeout {
+		t.Fatalf("Connect = %v, want the job's failure (Timeout)", err)
 	}
 }
 
@@ -396,7 +507,7 @@ func TestProbedNeedsTwoMissesButOneRefusal(t *testing.T) {
 
 func TestConnectFailsFastWhenTheServerCannotBeReached(t *testing.T) {
 	b, fu := newTestBackend(t)
-	b.Probe = func(context.Context, string, uint16, uint32) error {
+	b.DialServer = func(context.Context, string, uint16) error {
 		return &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ENETUNREACH)}
 	}
 	_, err := b.Connect(context.Background(), mustSpec(t, "nfs://10.0.0.1/e?vers=4.2"))
@@ -405,9 +516,50 @@ func TestConnectFailsFastWhenTheServerCannotBeReached(t *testing.T) {
 		t.Fatalf("Connect = %v with %d unit starts; want ServerUnreachable and no mount unit", err, len(fu.starts))
 	}
 	// Silence is no proof: the mount goes ahead.
-	b.Probe = func(context.Context, string, uint16, uint32) error { return context.DeadlineExceeded }
+	b.DialServer = func(context.Context, string, uint16) error { return context.DeadlineExceeded }
 	if _, err := b.Connect(context.Background(), mustSpec(t, "nfs://10.0.0.1/e?vers=4.2")); err != nil || len(fu.starts) != 1 {
 		t.Fatalf("Connect = %v with %d unit starts; want a mount", err, len(fu.starts))
+	}
+}
+
+// TestConnectAsksTheServerNothingBeforeMounting: the preflight only opens
+// a TCP connection to the server's port (all it decides on is whether the
+// host refuses it or has no route); the mount itself is the question to
+// nfsd, and a NULL call before it would only add a round trip to it.
+func TestConnectAsksTheServerNothingBeforeMounting(t *testing.T) {
+	b, fu := newTestBackend(t)
+	b.AskServer = func(context.Context, string, uint16, uint32) error {
+		t.Error("Connect made an NFS call before mounting")
+		return nil
+	}
+	var reached []string
+	b.DialServer = func(_ context.Context, server string, port uint16) error {
+		reached = append(reached, service.HostPort(server, port))
+		return nil
+	}
+	if _, err := b.Connect(context.Background(), mustSpec(t, "nfs://10.0.0.1:2050/e?vers=4.2")); err != nil || len(fu.starts) != 1 {
+		t.Fatalf("Connect = %v with %d unit starts", err, len(fu.starts))
+	}
+	if len(reached) != 1 || reached[0] != "10.0.0.1:2050" {
+		t.Errorf("reached %v, want 10.0.0.1:2050 once", reached)
+	}
+}
+
+// TestReachServer: a listening port is reached, a closed one is refused,
+// which the preflight counts as unreachable.
+func TestReachServer(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := uint16(l.Addr().(*net.TCPAddr).Port)
+	ctx := context.Background()
+	if err := reachServer(ctx, "127.0.0.1", port); err != nil {
+		t.Fatalf("reach a listening port: %v", err)
+	}
+	l.Close()
+	if err := reachServer(ctx, "127.0.0.1", port); !definitelyUnreachable(err) {
+		t.Fatalf("reach a closed port: %v, want a refusal", err)
 	}
 }
 

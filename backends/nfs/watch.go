@@ -142,6 +142,9 @@ func (b *Backend) mountTableChanged(mounts []Mount, poke func(service.TargetKey)
 	for key, e := range b.targets {
 		m, ok := top[e.where]
 		now := ok && isExport(m, e.spec.NFS)
+		if now {
+			e.mountShown()
+		}
 		if now != e.mounted {
 			changed = append(changed, key)
 		}
@@ -346,7 +349,7 @@ func (b *Backend) probeMounted(ctx context.Context, poke func(service.TargetKey)
 		go func() {
 			defer wg.Done()
 			pctx, cancel := context.WithTimeout(ctx, b.ProbeTimeout)
-			err := b.Probe(pctx, srv.host, srv.port, srv.vers)
+			err := b.AskServer(pctx, srv.host, srv.port, srv.vers)
 			cancel()
 			if ctx.Err() != nil {
 				return

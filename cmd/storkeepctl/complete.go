@@ -44,8 +44,8 @@ func (c *cli) completeCIDs(ctx context.Context, args []string) int {
 	if checkBus(c.bus) != nil {
 		return exitUsage
 	}
-	var conns map[string]map[string]dbus.Variant
-	if err := c.manager(ctx, "List", []any{opts}, &conns); err != nil {
+	conns, err := c.listPages(ctx, opts, []string{skdbus.ListManaged})
+	if err != nil {
 		return exitCode(err)
 	}
 	cids := make([]string, 0, len(conns))

@@ -282,6 +282,7 @@ var timeProperties = map[string]string{
 	"LastErrorTime":  "never",
 	"ConnectedSince": "-",
 	"NextAttempt":    "-",
+	"LastProbe":      "never",
 }
 
 // timeZero reports whether name is a time property and what 0 means.
@@ -337,7 +338,7 @@ func joinUnits(a int64, ua string, b int64, ub string) string {
 var connPropertyOrder = []string{
 	"CID", "URI", "Kind", "Target", "Managed", "Connected", "State", "Preexisting",
 	"LastError", "LastErrorMessage", "LastErrorTime", "ConnectedSince",
-	"Attempts", "NextAttempt", "ConnectionInfo",
+	"Attempts", "NextAttempt", "ReadDelay", "LastProbe", "ConnectionInfo",
 }
 
 // sortedPropertyNames returns the keys of props, properties of iface, in

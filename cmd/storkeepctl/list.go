@@ -41,7 +41,14 @@ func setupList(fs *flag.FlagSet) runFunc {
 		if err := wantArgs(args); err != nil {
 			return err
 		}
-		conns, err := c.list(ctx, prefix)
+		keys := []string(nil) // the brief keys: the table's
+		switch out {
+		case outputJSON:
+			keys = listKeysAll
+		case outputWide:
+			keys = listKeysWide
+		}
+		conns, err := c.list(ctx, prefix, keys)
 		if err != nil {
 			return err
 		}
@@ -75,14 +82,13 @@ func jsonStatus(cid string, status map[string]dbus.Variant) map[string]any {
 	return out
 }
 
-func (c *cli) list(ctx context.Context, prefix optionalString) (map[string]map[string]dbus.Variant, error) {
+// list lists every entry (with the prefix), each with keys (listPages).
+func (c *cli) list(ctx context.Context, prefix optionalString, keys []string) (map[string]map[string]dbus.Variant, error) {
 	opts := noOptions()
 	if prefix.set {
 		opts[skdbus.OptPrefix] = dbus.MakeVariant(prefix.value)
 	}
-	var conns map[string]map[string]dbus.Variant
-	err := c.manager(ctx, "List", []any{opts}, &conns)
-	return conns, err
+	return c.listPages(ctx, opts, keys)
 }
 
 // listRows turns List's reply into escaped table rows: managed CIDs first,

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -107,7 +108,7 @@ func (c *cli) showProperties(ctx context.Context, cid string) (showList, error) 
 
 // listedProperties is an unmanaged host connection's status from List.
 func (c *cli) listedProperties(ctx context.Context, cid string, notFound error) (showList, error) {
-	conns, err := c.list(ctx, optionalString{value: cid, set: true})
+	conns, err := c.list(ctx, optionalString{value: cid, set: true}, listKeysAll)
 	if err != nil {
 		return nil, err
 	}
@@ -230,5 +231,16 @@ func showValue(name string, v dbus.Variant, now time.Time) string {
 	if zero, ok := timeZero(name, v); ok {
 		return formatTime(unwrapVariant(v).(uint64), zero, now)
 	}
+	if us, ok := unwrapVariant(v).(uint32); ok && name == "ReadDelay" {
+		return formatReadDelay(us)
+	}
 	return formatValue(v)
+}
+
+// formatReadDelay renders ReadDelay's µs: "0.84 ms", "-" before any read.
+func formatReadDelay(us uint32) string {
+	if us == 0 {
+		return "-"
+	}
+	return strconv.FormatFloat(float64(us)/1000, 'f', 2, 64) + " ms"
 }

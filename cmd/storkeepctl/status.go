@@ -67,7 +67,7 @@ func setupStatus(fs *flag.FlagSet) runFunc {
 			[]any{skdbus.ManagerInterface, "Version"}, &ver); err != nil {
 			return err
 		}
-		conns, err := c.list(ctx, optionalString{})
+		conns, err := c.list(ctx, optionalString{}, listKeysStatus)
 		if err != nil {
 			return err
 		}

@@ -129,8 +129,8 @@ func (c *cli) listManaged(ctx context.Context, prefix string) (map[string]map[st
 	if prefix != "" {
 		opts[skdbus.OptPrefix] = dbus.MakeVariant(prefix)
 	}
-	var entries map[string]map[string]dbus.Variant
-	if err := c.manager(ctx, "List", []any{opts}, &entries); err != nil {
+	entries, err := c.listPages(ctx, opts, listKeysWait)
+	if err != nil {
 		return nil, err
 	}
 	for cid, st := range entries {

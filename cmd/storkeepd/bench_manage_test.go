@@ -61,10 +61,10 @@ func BenchmarkManageCPU10k(b *testing.B) {
 				unmCPU += c2 - c1
 			}
 			b.StopTimer()
-			b.ReportMetric(ms(manCPU)/float64(n), "cpu-ms/manage")
-			b.ReportMetric(ms(floor.putCPU)/float64(n), "cpu-ms/manage-floor")
-			b.ReportMetric(ms(unmCPU)/float64(n), "cpu-ms/unmanage")
-			b.ReportMetric(ms(floor.delCPU)/float64(n), "cpu-ms/unmanage-floor")
+			b.ReportMetric(msOf(manCPU)/float64(n), "cpu-ms/manage")
+			b.ReportMetric(msOf(floor.putCPU)/float64(n), "cpu-ms/manage-floor")
+			b.ReportMetric(msOf(unmCPU)/float64(n), "cpu-ms/unmanage")
+			b.ReportMetric(msOf(floor.delCPU)/float64(n), "cpu-ms/unmanage-floor")
 		})
 	}
 }
@@ -97,7 +97,7 @@ func threadsCPU(b *testing.B, pid int) time.Duration {
 	return sum
 }
 
-func ms(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e6 }
+func msOf(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e6 }
 
 // writeFloor is the floor under Manage and Unmanage on the disk: durable
 // writes and removals of a CID file through the real Store, in a state
@@ -231,7 +231,7 @@ func runClients(b *testing.B, d *daemon, k, n int, sh benchShape) clientsRun {
 func pct(ds []time.Duration, q float64) float64 {
 	s := slices.Clone(ds)
 	slices.Sort(s)
-	return ms(s[int(q*float64(len(s)-1))])
+	return msOf(s[int(q*float64(len(s)-1))])
 }
 
 // BenchmarkManageClients10k: Manage and Unmanage with 10,000 CIDs
@@ -285,7 +285,7 @@ func benchManageClients(b *testing.B, sh benchShape) {
 	report(pct(four.unmanage, 0.99), "ms/unmanage-4clients-p99", floor(0.99, writes.del))
 	oneRate := float64(one.calls) / one.wall.Seconds()
 	report(float64(four.calls)/four.wall.Seconds(), "calls/s-4clients", oneRate)
-	writeCPU := ms(writes.putCPU+writes.delCPU) / float64(len(writes.put)+len(writes.del))
-	report(ms(one.cpu)/float64(one.calls), "cpu-ms/call", writeCPU)
-	report(ms(four.cpu)/float64(four.calls), "cpu-ms/call-4clients", writeCPU)
+	writeCPU := msOf(writes.putCPU+writes.delCPU) / float64(len(writes.put)+len(writes.del))
+	report(msOf(one.cpu)/float64(one.calls), "cpu-ms/call", writeCPU)
+	report(msOf(four.cpu)/float64(four.calls), "cpu-ms/call-4clients", writeCPU)
 }

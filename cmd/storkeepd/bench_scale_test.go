@@ -54,15 +54,15 @@ func BenchmarkScale100k(b *testing.B) {
 	checkMethods(b, d, sh)
 	peak := peakMB(b, d.cmd.Process.Pid)
 
-	b.ReportMetric(ms(restart)/3, "ms/restart-100k")
+	b.ReportMetric(msOf(restart)/3, "ms/restart-100k")
 	b.ReportMetric(rss, "rss-MB-100k")
 	b.ReportMetric(peak, "peak-rss-MB-100k")
 	b.ReportMetric(pct(big.manage, 0.5), "ms/manage-100k-p50")
 	b.ReportMetric(pct(small.manage, 0.5), "ms/manage-100k-p50-floor")
 	b.ReportMetric(pct(big.manage, 0.99), "ms/manage-100k-p99")
 	b.ReportMetric(pct(small.manage, 0.99), "ms/manage-100k-p99-floor")
-	b.ReportMetric(ms(big.cpu)/float64(big.calls), "cpu-ms/call-100k")
-	b.ReportMetric(ms(small.cpu)/float64(small.calls), "cpu-ms/call-100k-floor")
+	b.ReportMetric(msOf(big.cpu)/float64(big.calls), "cpu-ms/call-100k")
+	b.ReportMetric(msOf(small.cpu)/float64(small.calls), "cpu-ms/call-100k-floor")
 }
 
 // checkMethods calls every method of the API but List once, on a daemon

@@ -156,65 +156,6 @@ func BenchmarkManageUnmanage10k(b *testing.B) {
 	b.ReportMetric(p99, "unmanage-p99-ms")
 }
 
-// BenchmarkList10k: List of all 10,000 CIDs, as the daemon and the bus
-// deliver it (raw client), the daemon's CPU for it, and as a godbus
-// client sees it after decoding. Its floor, measured in turn with each
-// List: the bus relaying the same reply from a peer that has it ready.
-func BenchmarkList10k(b *testing.B) {
-	d := newBenchDaemon(b)
-	rc, err := dialRaw(d.bus.Address)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer rc.Close()
-	emptyOptions := []byte{0, 0, 0, 0, 0, 0, 0, 0} // a{sv}: length 0, then padding to the 8-aligned entries even when empty
-	rawList := func() int {
-		size, err := rc.call(skdbus.BusName, skdbus.RootPath, skdbus.ManagerInterface, "List", "a{sv}", emptyOptions)
-		if err != nil {
-			b.Fatal(err)
-		}
-		return size
-	}
-	rc.keep = true
-	size := rawList()
-	rc.keep = false
-	relay, err := startRelay(d.bus.Address, "a{sa{sv}}", rc.body)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer relay.Close()
-	rc.body = nil
-	settle(b, d.cmd.Process.Pid)
-	var listTime, relayTime time.Duration
-	cpu0 := cpuTime(b, d.cmd.Process.Pid)
-	b.ResetTimer()
-	for range b.N {
-		t0 := time.Now()
-		rawList()
-		t1 := time.Now()
-		if _, err := rc.call(relay.name, "/", "org.storkeep.Relay", "Get", "", nil); err != nil {
-			b.Fatal(err)
-		}
-		listTime += t1.Sub(t0)
-		relayTime += time.Since(t1)
-	}
-	b.StopTimer()
-	cpu := cpuTime(b, d.cmd.Process.Pid) - cpu0
-	b.ReportMetric(float64(listTime.Microseconds())/1000/float64(b.N), "ms/list")
-	b.ReportMetric(float64(relayTime.Microseconds())/1000/float64(b.N), "ms/relay-floor")
-	b.ReportMetric(float64(listTime)/float64(relayTime), "list/relay")
-	b.ReportMetric(float64(cpu.Microseconds())/1000/float64(b.N), "daemon-cpu-ms/list")
-	b.ReportMetric(float64(size)/1e6, "reply-MB")
-
-	conn := d.client()
-	defer conn.Close()
-	t0 := time.Now()
-	if n := len(list(b, conn, nil)); n < benchCIDs {
-		b.Fatalf("List returned %d entries", n)
-	}
-	b.ReportMetric(float64(time.Since(t0).Microseconds())/1000, "ms/list-godbus-client")
-}
-
 // settle waits, up to 30 s, until process pid is idle (no CPU used in
 // half a second): the daemon's start-up pass over 10,000 targets must not
 // count as the measured calls' work.

@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/storkeep/storkeep/backends/nfs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -31,6 +32,10 @@ var daemonBin, ctlBin string
 // fakeDaemonBin is storkeepd built with connections made in memory
 // (benchfake.go), for BenchmarkScale100k.
 var fakeDaemonBin string
+
+// afterTests are run once every test and benchmark is done (benchmark
+// state templates shared by their runs).
+var afterTests []func()
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "storkeepd-bin-")
@@ -66,6 +71,9 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	removeBenchStates()
+	for _, f := range afterTests {
+		f()
+	}
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
@@ -128,6 +136,10 @@ func newDaemonConfig(t testing.TB, config string, args ...string) *daemon {
 	d.start()
 	t.Cleanup(func() {
 		d.stop()
+		// The NFS backend guards the mount points it made (immutable).
+		if err := nfs.LiftGuards(d.runtimeDir); err != nil {
+			t.Errorf("lift the mount point guards: %v", err)
+		}
 		if t.Failed() {
 			t.Logf("daemon log:\n%s", d.log.String())
 		}

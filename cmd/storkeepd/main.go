@@ -15,6 +15,7 @@ import (
 	"runtime/debug"
 	"syscall"
 
+	"github.com/storkeep/storkeep/backends/ioprobe"
 	"github.com/storkeep/storkeep/backends/iscsi"
 	"github.com/storkeep/storkeep/backends/nfs"
 	skdbus "github.com/storkeep/storkeep/dbus"
@@ -35,6 +36,10 @@ const defaultConfig = "/etc/storkeep/storkeep.toml"
 var fakeBackends func() map[service.Kind]service.Backend
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == ioprobe.HelperArg {
+		// A read through a connection, for the daemon (backends/ioprobe).
+		os.Exit(ioprobe.Main(os.Args[2:]))
+	}
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "storkeepd:", err)
 		os.Exit(1)
@@ -173,6 +178,7 @@ func run() error {
 		Logger:    log.With("component", "service"),
 		MaxCIDs:   cfg.Limits.MaxCIDs,
 		Reconnect: reconnectPolicy(cfg.Reconnect),
+		Health:    cfg.Health.Policy(),
 		Paths:     paths,
 		Backends:  backends,
 	})

@@ -62,6 +62,7 @@ func (r *reloader) reload() {
 
 	r.svc.SetReconnectPolicy(reconnectPolicy(cfg.Reconnect))
 	r.svc.SetMaxCIDs(cfg.Limits.MaxCIDs)
+	r.svc.SetHealthPolicy(cfg.Health.Policy())
 	r.srv.SetLimits(busLimits(cfg.Limits))
 	// Say so at the more verbose of the two levels, so that the line is
 	// seen whichever way the level moves.
@@ -108,5 +109,6 @@ func busLimits(l service.LimitsConfig) skdbus.Limits {
 		MaxOptionLength: l.MaxOptionLength,
 
 		MaxWaitsPerCaller: l.MaxWaitsPerCaller,
+		MaxMessageSize:    l.MaxMessageSize,
 	}
 }

@@ -39,14 +39,22 @@ const configTemplate = `<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bu
     <allow send_type="signal"/>
     <allow eavesdrop="true"/>
   </policy>
-  <limit name="max_message_size">134217728</limit>
+  <limit name="max_message_size">%d</limit>
   <limit name="reply_timeout">60000</limit>
 </busconfig>
 `
 
 // Start starts a private bus and stops it when the test ends. The bus's
 // directory is world-readable so that tests can connect as other users.
+// It takes messages of up to 128 MiB, the protocol's limit.
 func Start(tb testing.TB) *Bus {
+	tb.Helper()
+	return StartLimited(tb, 128<<20)
+}
+
+// StartLimited is Start with the bus's max_message_size: the bus drops a
+// connection that sends a longer message (the system bus's is 32 MiB).
+func StartLimited(tb testing.TB, maxMessageSize int) *Bus {
 	tb.Helper()
 	if _, err := exec.LookPath("dbus-daemon"); err != nil {
 		tb.Fatalf("dbus-daemon not found (install the dbus package; make deps does): %v", err)
@@ -60,7 +68,7 @@ func Start(tb testing.TB) *Bus {
 	}
 	sock := filepath.Join(dir, "bus")
 	conf := filepath.Join(dir, "bus.conf")
-	if err := os.WriteFile(conf, []byte(fmt.Sprintf(configTemplate, sock)), 0o644); err != nil {
+	if err := os.WriteFile(conf, []byte(fmt.Sprintf(configTemplate, sock, maxMessageSize)), 0o644); err != nil {
 		tb.Fatal(err)
 	}
 	cmd := exec.Command("dbus-daemon", "--config-file="+conf, "--nofork", "--print-address")

@@ -173,6 +173,11 @@ var goals = []goal{
 	{"BenchmarkRestart10k", "ms/restart", "value", false, 300},
 	{"BenchmarkRestart10k", "rss-MB", "value", false, 40},
 	{"BenchmarkList10k", "ms/list", "ratio", false, 1.3},
+	{"BenchmarkList10k", "ms/list-godbus", "value", false, 150},
+	{"BenchmarkList10k", "bytes/entry", "value", false, 350},
+	{"BenchmarkList10k", "MB/rss-peak", "value", false, 40},
+	{"BenchmarkList10k", "MB/rss-idle", "value", false, 40},
+	{"BenchmarkListPaged100k", "MB/rss-peak-100k", "value", false, 300},
 	{"BenchmarkHostManageToRead", "", "excess", false, 100},
 }
 

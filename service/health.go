@@ -1,0 +1,111 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package service
+
+import (
+	"context"
+	"hash/fnv"
+	"time"
+)
+
+// HealthPolicy says how connections are proven usable (see Prober).
+type HealthPolicy struct {
+	// Interval: each usable target is probed this often (default 5 s),
+	// spread over the interval by target.
+	Interval time.Duration
+	// Timeout is one probe's deadline (default 5 s): past it the target
+	// is down with ErrNameIOTimeout.
+	Timeout time.Duration
+	// MaxConcurrent bounds the probes in flight (default 8). A hung
+	// target holds at most one slot, until its deadline.
+	MaxConcurrent int
+}
+
+func (p HealthPolicy) withDefaults() HealthPolicy {
+	if p.Interval <= 0 {
+		p.Interval = 5 * time.Second
+	}
+	if p.Timeout <= 0 {
+		p.Timeout = 5 * time.Second
+	}
+	if p.MaxConcurrent <= 0 {
+		p.MaxConcurrent = 8
+	}
+	return p
+}
+
+// nextProbe is when a target last probed at `at` is due again: a little
+// before the interval ends, by an amount fixed per target, so that targets
+// probed together at start drift apart instead of probing in step.
+func (p HealthPolicy) nextProbe(key TargetKey, at time.Time) time.Time {
+	h := fnv.New32a()
+	h.Write([]byte(key))
+	early := time.Duration(uint64(p.Interval/10) * uint64(h.Sum32()%1000) / 1000)
+	return at.Add(p.Interval - early)
+}
+
+// SetHealthPolicy replaces the probe policy, for a configuration reload.
+// Targets use it from their next probe on.
+func (s *Service) SetHealthPolicy(p HealthPolicy) {
+	p = p.withDefaults()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if p.MaxConcurrent != s.opts.Health.MaxConcurrent {
+		s.probeSlots = make(chan struct{}, p.MaxConcurrent)
+	}
+	s.opts.Health = p
+	for _, t := range s.targets {
+		if t.actual.usable {
+			s.pokeLocked(t) // rescheduled on the new interval
+		}
+	}
+}
+
+// probe runs one backend probe of t, within a slot and the policy's
+// deadline. It records the result's time and delay, which clients read
+// (ReadDelay, LastProbe) without a change signal per probe. With
+// interruptible, an event about t (Poke, a path change) ends the read at
+// once and probe reports interrupted: the result means nothing.
+func (s *Service) probe(t *target, pr Prober, spec Spec, obs Observation, interruptible bool) (_ ProbeResult, interrupted bool) {
+	s.mu.RLock()
+	slots, pol := s.probeSlots, s.opts.Health
+	s.mu.RUnlock()
+	select {
+	case slots <- struct{}{}:
+	case <-s.ctx.Done():
+		return ProbeResult{Err: NewConnError(ErrNameIOTimeout, "stopping")}, false
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, pol.Timeout)
+	s.mu.Lock()
+	t.stopProbe, t.interrupted = cancel, false
+	if !interruptible {
+		t.stopProbe = nil
+	}
+	s.mu.Unlock()
+	res := pr.Probe(ctx, spec, obs)
+	s.mu.Lock()
+	t.stopProbe = nil
+	interrupted, t.interrupted = t.interrupted, false
+	s.mu.Unlock()
+	cancel()
+	<-slots
+	if interrupted {
+		return res, true
+	}
+	now := s.clock.Now()
+	s.apply(t, func(a *actual) bool { return a.probed(res, now) })
+	if res.Err != nil {
+		s.log.Debug("probe failed", "target", string(t.key), "err", res.Err, "delay", res.Delay)
+	}
+	return res, false
+}
+
+// interruptProbeLocked ends t's read in flight, if any, for an event that
+// may explain why it hangs.
+func (t *target) interruptProbeLocked() {
+	if t.stopProbe != nil {
+		t.interrupted = true
+		t.stopProbe()
+		t.stopProbe = nil
+	}
+}

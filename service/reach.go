@@ -1,0 +1,124 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package service
+
+import (
+	"context"
+	"time"
+)
+
+// reachEvery is how often the server of a target that is down, with a
+// usable path, is asked whether it answers (Reacher); reachTimeout bounds
+// one question.
+const (
+	reachEvery   = time.Second
+	reachTimeout = time.Second
+)
+
+// reachState is what the last check of one server found.
+type reachState struct {
+	asking    bool // a check is in flight
+	answered  bool // the last check got an answer
+	failedYet bool // some check did not (only a return after silence triggers attempts)
+}
+
+// reachKey names one server as one backend sees it.
+type reachKey struct {
+	kind   Kind
+	server string
+}
+
+// reachLoop asks, every reachEvery, the server of every target that is
+// wanted, down, and on a usable (or unknown) path, whether it answers; a
+// server that answers after not answering gets an attempt at once for each
+// of its targets that is down, whatever their backoff. Storage that comes
+// back without any link event (a server restarted, a route fixed upstream)
+// is so connected within about a second, not at the end of a backoff.
+func (s *Service) reachLoop() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ctx.Err() != nil {
+		return
+	}
+	s.reachTimer = s.clock.AfterFunc(reachEvery, func() {
+		s.reachRound()
+		s.reachLoop()
+	})
+}
+
+// reachRound starts one check per server that has a target waiting.
+func (s *Service) reachRound() {
+	type check struct {
+		key  reachKey
+		r    Reacher
+		spec Spec
+	}
+	var checks []check
+	s.mu.Lock()
+	seen := make(map[reachKey]bool)
+	for _, t := range s.targets {
+		r, ok := s.opts.Backends[t.spec.Kind].(Reacher)
+		if !ok || len(t.cids) == 0 || t.actual.usable || (t.pathKnown && !t.path.Usable) {
+			continue
+		}
+		k := reachKey{t.spec.Kind, r.Server(t.spec)}
+		if seen[k] {
+			continue
+		}
+		seen[k] = true
+		st := s.reach[k]
+		if st == nil {
+			st = &reachState{}
+			s.reach[k] = st
+		}
+		if !st.asking {
+			st.asking = true
+			checks = append(checks, check{k, r, t.spec})
+		}
+	}
+	for k, st := range s.reach {
+		if !seen[k] && !st.asking {
+			delete(s.reach, k) // nothing waits on it any more
+		}
+	}
+	s.mu.Unlock()
+	for _, c := range checks {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			ctx, cancel := context.WithTimeout(s.ctx, reachTimeout)
+			err := c.r.Reach(ctx, c.spec)
+			cancel()
+			s.reached(c.key, err)
+		}()
+	}
+}
+
+// reached records one check; a server that answers after silence pokes
+// every target on it that is down, for an attempt now.
+func (s *Service) reached(k reachKey, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.reach[k]
+	if st == nil {
+		return
+	}
+	st.asking = false
+	back := err == nil && !st.answered && st.failedYet
+	st.answered = err == nil
+	st.failedYet = st.failedYet || err != nil
+	if !back || s.ctx.Err() != nil {
+		return
+	}
+	n := 0
+	for _, t := range s.targets {
+		r, ok := s.opts.Backends[t.spec.Kind].(Reacher)
+		if !ok || t.spec.Kind != k.kind || len(t.cids) == 0 || t.actual.usable || r.Server(t.spec) != k.server {
+			continue
+		}
+		t.force = true
+		s.pokeLocked(t)
+		n++
+	}
+	s.log.Info("server answers again; reconnecting", "server", k.server, "kind", string(k.kind), "targets", n)
+}
