@@ -28,9 +28,10 @@ const maxExposure = 4.2
 
 // Capability numbers (linux/capability.h) of the bounding set.
 const (
-	capDACOverride = 1
-	capNetAdmin    = 12
-	capSysAdmin    = 21
+	capDACOverride    = 1
+	capLinuxImmutable = 9
+	capNetAdmin       = 12
+	capSysAdmin       = 21
 )
 
 // unitProps returns the properties of unit as `systemctl show` prints them.
@@ -162,7 +163,7 @@ func TestHardenedDaemonSharesTheHostMountNamespace(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantCaps := fmt.Sprintf("%016x", uint64(1)<<capDACOverride|1<<capNetAdmin|1<<capSysAdmin)
+	wantCaps := fmt.Sprintf("%016x", uint64(1)<<capDACOverride|1<<capLinuxImmutable|1<<capNetAdmin|1<<capSysAdmin)
 	want := map[string]string{"NoNewPrivs": "1", "Seccomp": "2", "CapBnd": wantCaps, "CapEff": wantCaps, "CapAmb": "0000000000000000"}
 	for _, line := range strings.Split(string(status), "\n") {
 		k, v, _ := strings.Cut(line, ":")

@@ -171,6 +171,13 @@ func (a *actual) blamePath(err *ConnError, now time.Time) bool {
 	return true
 }
 
+// newReason records why a target that is down is down now, keeping
+// everything else (a read that found Stale where the last said IOTimeout).
+func (a *actual) newReason(err *ConnError, now time.Time) bool {
+	a.lastErr, a.errAt = err, now
+	return true
+}
+
 // rescheduled moves the next attempt (a reload lowered the backoff cap).
 func (a *actual) rescheduled(backoff time.Duration, next time.Time) bool {
 	a.backoff, a.next = backoff, next

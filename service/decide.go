@@ -85,6 +85,7 @@ const (
 	reportBlamePath                // waiting for the next attempt; the path is the reason (err)
 	reportReschedule               // the next attempt moves to until (backoff)
 	reportNoBackend                // no backend for its kind (err)
+	reportReason                   // down, for another reason than it said (err); nothing else changes
 )
 
 // action is what decide chose; the pass carries it out.
@@ -268,6 +269,11 @@ func decideUnreadable(in inputs, err *ConnError) action {
 	a := &in.actual
 	if a.usable {
 		return action{kind: doReport, report: reportLost, err: err, why: "a read failed"}
+	}
+	if a.lastErr == nil || a.lastErr.Name != err.Name {
+		// Say what this read found (Stale after an IOTimeout, say)
+		// before anything is done about it.
+		return action{kind: doReport, report: reportReason, err: err, why: "a read failed otherwise"}
 	}
 	if !in.force && in.now.Before(a.next) {
 		return action{kind: doWait, until: a.next, why: "unreadable; waiting for the next try"}

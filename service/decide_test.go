@@ -40,6 +40,16 @@ func TestDecide(t *testing.T) {
 		a.probedAt = now.Add(-d)
 		return a
 	}
+	downFor := func(name string) actual {
+		a := ours
+		a.lastErr = NewConnError(name, "x")
+		return a
+	}
+	waitingFor := func(name string) actual {
+		a := waiting
+		a.lastErr = NewConnError(name, "x")
+		return a
+	}
 	readFailed := func(name string) *ProbeResult {
 		return &ProbeResult{Err: NewConnError(name, "read of /mnt/x failed")}
 	}
@@ -131,10 +141,11 @@ func TestDecide(t *testing.T) {
 		{name: "probe: usable, an event: read now", in: inputs{wanted: true, canProbe: true, recheck: true, seen: look(usable), actual: probedAgo(time.Second)}, kind: doProbe},
 		{name: "probe: usable, a new kernel object: read now", in: inputs{wanted: true, canProbe: true, seen: look(Observation{Present: true, Connected: true, Instance: "s4", Info: map[string]any{"x": 1}}), actual: probedAgo(time.Second)}, kind: doProbe},
 		{name: "probe: usable, read timed out: lost", in: inputs{wanted: true, canProbe: true, seen: look(usable), actual: probedAgo(time.Minute), probe: readFailed(ErrNameIOTimeout)}, kind: doReport, report: reportLost},
-		{name: "probe: down, read failed, due: failed, kept", in: inputs{wanted: true, canProbe: true, canHeal: true, seen: look(usable), actual: ours, probe: readFailed(ErrNameIOError)}, kind: doReport, report: reportFailed},
-		{name: "probe: down, stale, due: replaced", in: inputs{wanted: true, canProbe: true, canHeal: true, seen: look(usable), actual: ours, probe: readFailed(ErrNameStale)}, kind: doHeal},
-		{name: "probe: down, stale, no healer: failed", in: inputs{wanted: true, canProbe: true, seen: look(usable), actual: ours, probe: readFailed(ErrNameStale)}, kind: doReport, report: reportFailed},
-		{name: "probe: down, read failed, not due: wait", in: inputs{wanted: true, canProbe: true, canHeal: true, seen: look(usable), actual: waiting, probe: readFailed(ErrNameStale)}, kind: doWait},
+		{name: "probe: down, read failed, due: failed, kept", in: inputs{wanted: true, canProbe: true, canHeal: true, seen: look(usable), actual: downFor(ErrNameIOError), probe: readFailed(ErrNameIOError)}, kind: doReport, report: reportFailed},
+		{name: "probe: down, stale, due: replaced", in: inputs{wanted: true, canProbe: true, canHeal: true, seen: look(usable), actual: downFor(ErrNameStale), probe: readFailed(ErrNameStale)}, kind: doHeal},
+		{name: "probe: down for a timeout, now stale: said first", in: inputs{wanted: true, canProbe: true, canHeal: true, seen: look(usable), actual: downFor(ErrNameIOTimeout), probe: readFailed(ErrNameStale)}, kind: doReport, report: reportReason},
+		{name: "probe: down, stale, no healer: failed", in: inputs{wanted: true, canProbe: true, seen: look(usable), actual: downFor(ErrNameStale), probe: readFailed(ErrNameStale)}, kind: doReport, report: reportFailed},
+		{name: "probe: down, read failed, not due: wait", in: inputs{wanted: true, canProbe: true, canHeal: true, seen: look(usable), actual: waitingFor(ErrNameStale), probe: readFailed(ErrNameStale)}, kind: doWait},
 		{name: "probe: connected by an attempt: read before usable", in: inputs{wanted: true, canProbe: true, seen: look(absent), tried: &tried{obs: usable}, actual: ours}, kind: doProbe},
 		{name: "probe: connected, read worked: usable", in: inputs{wanted: true, canProbe: true, seen: look(absent), tried: &tried{obs: usable}, actual: ours, probe: &ProbeResult{}}, kind: doReport, report: reportUsable},
 		{name: "probe: connected, read failed: attempt failed", in: inputs{wanted: true, canProbe: true, seen: look(absent), tried: &tried{obs: usable}, actual: ours, probe: readFailed(ErrNameIOTimeout)}, kind: doReport, report: reportFailed},
@@ -254,5 +265,7 @@ func applyReport(a *actual, act action, now time.Time) {
 		a.rescheduled(act.backoff, act.until)
 	case reportNoBackend:
 		a.noBackend(act.err, now)
+	case reportReason:
+		a.newReason(act.err, now)
 	}
 }

@@ -61,36 +61,61 @@ func (s *Service) SetHealthPolicy(p HealthPolicy) {
 	}
 }
 
-// probe runs one backend probe of t, within a slot and the policy's
-// deadline. It records the result's time and delay, which clients read
-// (ReadDelay, LastProbe) without a change signal per probe. With
-// interruptible, an event about t (Poke, a path change) ends the read at
-// once and probe reports interrupted: the result means nothing.
+// probesPerServer bounds the reads in flight to one server (host), so
+// that the targets of a hung server, each read waiting for its deadline,
+// hold at most this many of the MaxConcurrent slots: the others' reads go
+// on.
+const probesPerServer = 2
+
+// probe runs one backend probe of t, within a slot of its server and one
+// of the service, and the policy's deadline. It records the result's time
+// and delay, which clients read (ReadDelay, LastProbe) without a change
+// signal per probe. With interruptible, an event about t (Poke, a path
+// change) ends the read, or the wait for a slot, at once and probe
+// reports interrupted: the result means nothing. A release ends it too.
 func (s *Service) probe(t *target, pr Prober, spec Spec, obs Observation, interruptible bool) (_ ProbeResult, interrupted bool) {
-	s.mu.RLock()
+	wait, stop := context.WithCancel(s.ctx)
+	defer stop()
+	s.mu.Lock()
 	slots, pol := s.probeSlots, s.opts.Health
-	s.mu.RUnlock()
-	select {
-	case slots <- struct{}{}:
-	case <-s.ctx.Done():
-		return ProbeResult{Err: NewConnError(ErrNameIOTimeout, "stopping")}, false
-	}
-	ctx, cancel := context.WithTimeout(s.ctx, pol.Timeout)
-	s.mu.Lock()
-	t.stopProbe, t.interrupted = cancel, false
-	if !interruptible {
+	server := s.serverSlotsLocked(t.host)
+	t.stopProbe, t.interrupted = stop, false
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
 		t.stopProbe = nil
-	}
-	s.mu.Unlock()
-	res := pr.Probe(ctx, spec, obs)
-	s.mu.Lock()
-	t.stopProbe = nil
-	interrupted, t.interrupted = t.interrupted, false
-	s.mu.Unlock()
-	cancel()
-	<-slots
-	if interrupted {
-		return res, true
+		interrupted = interrupted || (interruptible && t.interrupted)
+		t.interrupted = false
+		s.mu.Unlock()
+	}()
+	start := s.clock.Now()
+	res := func() ProbeResult {
+		// The server's slot counts against the deadline: reads of its
+		// other connections that do not return say it does not answer.
+		deadline, cancel := context.WithTimeout(wait, pol.Timeout)
+		defer cancel()
+		select {
+		case server <- struct{}{}:
+		case <-deadline.Done():
+			return ProbeResult{Delay: s.clock.Now().Sub(start), Err: NewConnError(ErrNameIOTimeout,
+				"reads of other connections to %s have not returned within %s", t.host, pol.Timeout)}
+		}
+		defer func() { <-server }()
+		select {
+		case slots <- struct{}{}:
+		case <-wait.Done():
+			return ProbeResult{Err: NewConnError(ErrNameIOTimeout, "stopped")}
+		}
+		defer func() { <-slots }()
+		ctx, cancel := context.WithTimeout(wait, pol.Timeout)
+		defer cancel()
+		return pr.Probe(ctx, spec, obs)
+	}()
+	s.mu.RLock()
+	interrupted = interruptible && t.interrupted
+	s.mu.RUnlock()
+	if interrupted || s.ctx.Err() != nil {
+		return res, interrupted
 	}
 	now := s.clock.Now()
 	s.apply(t, func(a *actual) bool { return a.probed(res, now) })
@@ -100,12 +125,21 @@ func (s *Service) probe(t *target, pr Prober, spec Spec, obs Observation, interr
 	return res, false
 }
 
+// serverSlotsLocked returns the slots of host's reads (probesPerServer).
+func (s *Service) serverSlotsLocked(host string) chan struct{} {
+	c := s.serverSlots[host]
+	if c == nil {
+		c = make(chan struct{}, probesPerServer)
+		s.serverSlots[host] = c
+	}
+	return c
+}
+
 // interruptProbeLocked ends t's read in flight, if any, for an event that
 // may explain why it hangs.
 func (t *target) interruptProbeLocked() {
 	if t.stopProbe != nil {
 		t.interrupted = true
 		t.stopProbe()
-		t.stopProbe = nil
 	}
 }

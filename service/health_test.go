@@ -196,3 +196,34 @@ func TestEventInterruptsAHungRead(t *testing.T) {
 		return ts.status("vm1").LastError == "SessionFailed"
 	})
 }
+
+// The reads of a hung server's targets hold at most probesPerServer of
+// the service's slots: another server's target is still read, and
+// connected, while they hang.
+func TestHungServerLeavesSlotsForOthers(t *testing.T) {
+	var pb *probingBackend
+	ts := newTestService(t, withProbing(&pb), func(ts *testService) {
+		ts.opts.Health = HealthPolicy{Interval: time.Hour, Timeout: time.Hour, MaxConcurrent: 3}
+	})
+	pb.pmu.Lock()
+	pb.hang = true
+	pb.pmu.Unlock()
+	for i, export := range []string{"a", "b", "c", "d", "e"} {
+		ts.manage(CID("hung-"+export), specFor(t, "nfs://10.0.0.1/"+export))
+		_ = i
+	}
+	eventually(t, "the hung server's reads started", func() bool {
+		pb.pmu.Lock()
+		defer pb.pmu.Unlock()
+		n := 0
+		for _, c := range pb.nreads {
+			n += c
+		}
+		return n >= probesPerServer
+	})
+	pb.pmu.Lock()
+	pb.hang = false
+	pb.pmu.Unlock()
+	ts.manage("other", specFor(t, "nfs://10.0.0.2/x"))
+	ts.waitConnected("other")
+}

@@ -134,8 +134,10 @@ type Service struct {
 	probeSlots chan struct{}
 	reach      map[reachKey]*reachState
 	reachTimer Timer
-	ctx        context.Context
-	stop       context.CancelFunc
+	// serverSlots bounds the probes in flight per server (health.go).
+	serverSlots map[string]chan struct{}
+	ctx         context.Context
+	stop        context.CancelFunc
 
 	wg sync.WaitGroup // runners
 }
@@ -173,17 +175,18 @@ func New(opts Options) (*Service, error) {
 	opts.Reconnect = opts.Reconnect.withDefaults()
 	opts.Health = opts.Health.withDefaults()
 	s := &Service{
-		probeSlots: make(chan struct{}, opts.Health.MaxConcurrent),
-		reach:      make(map[reachKey]*reachState),
-		opts:       opts,
-		store:      opts.Store,
-		log:        opts.Logger,
-		clock:      opts.Clock,
-		cids:       make(map[CID]*cidEntry),
-		targets:    make(map[TargetKey]*target),
-		hostPaths:  make(map[string]Path),
-		subs:       make(map[*Subscription]struct{}),
-		pending:    make(map[CID]*change),
+		probeSlots:  make(chan struct{}, opts.Health.MaxConcurrent),
+		reach:       make(map[reachKey]*reachState),
+		serverSlots: make(map[string]chan struct{}),
+		opts:        opts,
+		store:       opts.Store,
+		log:         opts.Logger,
+		clock:       opts.Clock,
+		cids:        make(map[CID]*cidEntry),
+		targets:     make(map[TargetKey]*target),
+		hostPaths:   make(map[string]Path),
+		subs:        make(map[*Subscription]struct{}),
+		pending:     make(map[CID]*change),
 	}
 	s.ctx, s.stop = context.WithCancel(context.Background())
 	if err := s.load(); err != nil {

@@ -281,6 +281,8 @@ func (s *Service) report(t *target, act action) {
 		changed = a.rescheduled(act.backoff, act.until)
 	case reportNoBackend:
 		changed = a.noBackend(act.err, now)
+	case reportReason:
+		changed = a.newReason(act.err, now)
 	}
 	if changed {
 		s.changedLocked(t)
@@ -346,6 +348,9 @@ func (s *Service) forgetTarget(t *target, hasRecord bool) {
 		if !s.hostUsedLocked(t.host) {
 			delete(s.hostPaths, t.host)
 		}
+	}
+	if !s.hostUsedLocked(t.host) {
+		delete(s.serverSlots, t.host)
 	}
 	t.actual.gone()
 	s.changedLocked(t)

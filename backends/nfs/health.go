@@ -28,26 +28,30 @@ func (b *Backend) Probe(ctx context.Context, spec service.Spec, _ service.Observ
 }
 
 // Heal replaces a mount whose root went stale (the server's file system was
-// replaced under the export): the unit is stopped, which detaches the mount
-// lazily (nothing waits on the server), and the export is mounted again at
-// the same mount point.
+// replaced under the export): the mount is detached at once (umount2 with
+// MNT_DETACH in a goroutine of its own: nothing waits on the server), the
+// unit, which then has nothing left to unmount, is stopped, and the export
+// is mounted again at the same mount point.
 func (b *Backend) Heal(ctx context.Context, spec service.Spec, broken *service.ConnError) (service.Observation, error) {
 	e := b.entry(spec)
 	b.Log.Warn("replacing a broken mount", "target", string(spec.Target), "unit", e.unit, "err", broken)
-	sctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-	serr := b.Units.Stop(sctx, e.unit)
-	cancel()
 	mounts, err := b.readMounts()
 	if err != nil {
 		return service.Observation{}, fmt.Errorf("read mount table: %w", err)
 	}
 	if m, ok := mountAt(mounts, e.where); ok && isExport(m, spec.NFS) {
-		b.Log.Warn("stopping the mount unit did not unmount; unmounting directly",
-			"target", string(spec.Target), "unit", e.unit, "err", serr)
-		if err := unmount(ctx, e.where); err != nil {
-			return service.Observation{}, service.NewConnError(ErrUnmountFailed, "unmount %s: %v", e.where, err)
+		uctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := unmount(uctx, e.where)
+		cancel()
+		if err != nil {
+			return service.Observation{}, service.NewConnError(ErrUnmountFailed, "detach %s: %v", e.where, err)
 		}
 	}
+	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	if err := b.Units.Stop(sctx, e.unit); err != nil {
+		b.Log.Debug("stopping the unit of a detached mount", "unit", e.unit, "err", err)
+	}
+	cancel()
 	return b.Connect(ctx, spec)
 }
 

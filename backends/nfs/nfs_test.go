@@ -589,3 +589,23 @@ func TestSpecOfMountPort(t *testing.T) {
 		}
 	}
 }
+
+// A stale mount is replaced: detached, its unit stopped, mounted again at
+// the same mount point.
+func TestHealReplacesTheMount(t *testing.T) {
+	b, fu := newTestBackend(t)
+	spec := mustSpec(t, "nfs://10.0.0.1/stale?vers=4.2")
+	ctx := context.Background()
+	if _, err := b.Connect(ctx, spec); err != nil {
+		t.Fatal(err)
+	}
+	obs, err := b.Heal(ctx, spec, service.NewConnError(service.ErrNameStale, "stale file handle"))
+	if err != nil || !obs.Present {
+		t.Fatalf("Heal = %+v, %v; want mounted again", obs, err)
+	}
+	fu.mu.Lock()
+	defer fu.mu.Unlock()
+	if len(fu.stops) != 1 || len(fu.starts) != 2 || fu.starts[1].Where != fu.starts[0].Where {
+		t.Fatalf("stops %v, starts %d; want one stop and a second start at the same mount point", fu.stops, len(fu.starts))
+	}
+}

@@ -25,7 +25,8 @@ var (
 	listKeysAll    = []string{skdbus.ListAllKeys}
 	listKeysWide   = []string{skdbus.ListManaged, skdbus.ListConnected, skdbus.ListState, skdbus.ListKind, skdbus.ListTarget, skdbus.ListLastError, skdbus.ListURI, skdbus.ListLastErrorMessage}
 	listKeysStatus = []string{skdbus.ListManaged, skdbus.ListConnected, skdbus.ListState, skdbus.ListTarget, skdbus.ListLastError, skdbus.ListConnectionInfo}
-	listKeysWait   = []string{skdbus.ListManaged, skdbus.ListConnected}
+	// wait: who is connected, and for a timeout, why the others are not.
+	listKeysWait = []string{skdbus.ListManaged, skdbus.ListConnected, skdbus.ListState, skdbus.ListLastError, skdbus.ListLastErrorMessage}
 )
 
 // listPages calls List with opts a page at a time (options limit and
