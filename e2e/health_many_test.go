@@ -63,7 +63,7 @@ func observeProbes(t *testing.T, c *godbus.Conn, healthy []string, d time.Durati
 			if isHealthy[cid] && e[skdbus.ListConnected].Value() != true {
 				l.notConnected[cid]++
 			}
-			v, ok := e["lastProbe"].Value().(uint64)
+			v, ok := e[skdbus.ListLastProbe].Value().(uint64)
 			if !ok || v == 0 {
 				continue
 			}

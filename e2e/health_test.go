@@ -193,7 +193,7 @@ func checkProbeProperties(t *testing.T, c *godbus.Conn, cid string) {
 		t.Errorf("LastProbe did not advance in %s (interval %s): %v -> %v", 3*healthInterval, healthInterval, p1, p2)
 	}
 	e := list(t, c)[cid]
-	for _, k := range []string{"readDelay", "lastProbe"} {
+	for _, k := range []string{skdbus.ListReadDelay, skdbus.ListLastProbe} {
 		if _, ok := e[k]; !ok {
 			t.Errorf("List's entry for %s has no %s: %v", cid, k, e)
 		}
