@@ -26,8 +26,8 @@ const (
 	manyHealthy  = 40
 	manyHung     = 10
 	manyInterval = 5 * time.Second
-	manyTimeout  = 3 * time.Second
-	manyConfig   = "[health]\ninterval = \"5s\"\ntimeout = \"3s\"\nmax_concurrent = 8\n"
+	manyTimeout  = 5 * time.Second
+	manyConfig   = "[health]\ninterval = \"5s\"\ntimeout = \"5s\"\nmax_concurrent = 8\n"
 	manyWindow   = 25 * time.Second // five intervals
 	manyPrefix   = healthPrefix + "many-"
 )
@@ -135,9 +135,21 @@ for i in $(seq -w 1 %[3]d); do echo hung >"%[4]s/bench/d0$i/probe"; done`, nfsV3
 		hung = append(hung, cid)
 	}
 	start := time.Now()
-	for _, cid := range append(slices.Clone(healthy), hung...) {
-		waitConnected(t, c, cid, true, 3*time.Minute)
-	}
+	opts := map[string]godbus.Variant{skdbus.OptPrefix: godbus.MakeVariant(manyPrefix), "host": godbus.MakeVariant(false)}
+	waitFor(t, 5*time.Minute, "all 50 connected at once", func() (bool, string) {
+		var out map[string]map[string]godbus.Variant
+		if err := root(c).Call(skdbus.ManagerInterface+".List", 0, opts).Store(&out); err != nil {
+			return false, err.Error()
+		}
+		var down []string
+		for cid, e := range out {
+			if e[skdbus.ListConnected].Value() != true {
+				down = append(down, fmt.Sprintf("%s %v", cid, e[skdbus.ListLastError].Value()))
+			}
+		}
+		slices.Sort(down)
+		return len(out) == manyHealthy+manyHung && len(down) == 0, fmt.Sprintf("%d listed, not connected: %v", len(out), down)
+	})
 	t.Logf("%d targets connected %s after the Manage calls", manyHealthy+manyHung, ms(time.Since(start)))
 	path := func(cid string) string {
 		where, _ := nfsMountPoint(t, c, cid)
