@@ -493,8 +493,14 @@ func (s *sampler) check(t *testing.T) {
 // reaches rpc.mountd's (a slave of it) by propagation.
 var healthOnce sync.Once
 
+// The stale scenario mounts a directory under the export's root, not the
+// root: nfsd's handle for an export's root names only the export (it
+// resolves to whatever file system is there now), while the handle of
+// any other directory names its inode, which a new file system does not
+// have.
 const (
 	staleExport = nfsV4Root + "/hs"
+	staleDir    = "sub" // what the client mounts: hs/sub
 	staleFile   = "probe"
 	bFile       = "hello-b" // a file in export b, for reads through its mounts
 )
@@ -507,11 +513,12 @@ func healthExports(t *testing.T) {
 		script := fmt.Sprintf(`set -ex
 mkdir -p %[1]s
 mount -t tmpfs -o size=8m,mode=0755 tmpfs %[1]s
-echo "first file system" >%[1]s/%[2]s
+mkdir %[1]s/%[7]s
+echo "first file system" >%[1]s/%[7]s/%[2]s
 echo "%[1]s %[3]s/32(rw,sync,no_subtree_check,no_root_squash,fsid=4711)" >/etc/exports.d/e2e-health.exports
 ip netns exec %[4]s exportfs -r
 echo "from export b" >%[5]s/b/%[6]s
-`, staleExport, staleFile, nfsHostIP, nfsNS, nfsV4Root, bFile)
+`, staleExport, staleFile, nfsHostIP, nfsNS, nfsV4Root, bFile, staleDir)
 		if out, err := sh(t, "bash", "-c", script); err != nil {
 			failed = fmt.Sprintf("health export: %v\n%s", err, out)
 		}
@@ -530,8 +537,9 @@ func replaceStaleExport(t *testing.T) {
 	must(t, "bash", "-c", fmt.Sprintf(`set -e
 umount -l %[1]s
 mount -t tmpfs -o size=8m,mode=0755 tmpfs %[1]s
-echo "second file system" >%[1]s/%[2]s
-ip netns exec %[3]s exportfs -f`, staleExport, staleFile, nfsNS))
+mkdir %[1]s/%[4]s
+echo "second file system" >%[1]s/%[4]s/%[2]s
+ip netns exec %[3]s exportfs -f`, staleExport, staleFile, nfsNS, staleDir))
 }
 
 // blackhole adds (or with del, removes) a blackhole route for the
