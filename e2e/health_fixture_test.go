@@ -113,6 +113,16 @@ func readThrough(path string) readResult {
 	case <-timer.C:
 		r.end = time.Now()
 		comm, state := procState(cmd.Process.Pid)
+		if state == "Z" {
+			// dd has ended, within the deadline; its exit was not yet
+			// collected: its result stands.
+			err := <-done
+			r.ok = err == nil
+			if err != nil {
+				r.msg = strings.TrimSpace(stderr.String())
+			}
+			return r
+		}
 		_ = cmd.Process.Kill()
 		r.msg = fmt.Sprintf("no answer within %s (dd state %s)", readDeadline, state)
 		r.slow = comm != "dd" || state == "R"

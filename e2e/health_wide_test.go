@@ -17,7 +17,8 @@ import (
 	skdbus "github.com/storkeep/storkeep/dbus"
 )
 
-// Many targets, one server hung: 40 exports of the guest's own NFSv3
+// Many targets, one server hung (this file sorts after health_test.go, so
+// that the scenarios run first): 40 exports of the guest's own NFSv3
 // server (loopback) and 10 of the server in nfsns (NFSv4.2), which then
 // hangs (a blackhole route for the client). More targets hang than probes
 // may run at once (max_concurrent 8): probes that waited for them would
