@@ -587,15 +587,15 @@ func measureReturn(c *godbus.Conn, cid, path string, down, up time.Time, limit t
 		inflight int
 		wg       sync.WaitGroup
 	)
-	var connAt time.Time
-	var readAt time.Time
-	nextRead := time.Now()
-	for time.Since(up) < limit {
-		if !connAt.IsZero() && !readAt.IsZero() && time.Since(connAt) > time.Second {
-			break
-		}
-		if time.Now().After(nextRead) {
-			nextRead = nextRead.Add(50 * time.Millisecond)
+	// The reads start on their own clock: a slow D-Bus call must not
+	// space them out.
+	stop := make(chan struct{})
+	spawner := make(chan struct{})
+	go func() {
+		defer close(spawner)
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
+		for {
 			mu.Lock()
 			ok := inflight < 20
 			if ok {
@@ -613,6 +613,17 @@ func measureReturn(c *godbus.Conn, cid, path string, down, up time.Time, limit t
 					mu.Unlock()
 				}()
 			}
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	var connAt, readAt time.Time
+	for time.Since(up) < limit {
+		if !connAt.IsZero() && !readAt.IsZero() && time.Since(connAt) > time.Second {
+			break
 		}
 		if connAt.IsZero() {
 			if st, err := stateOf(c, cid); err == nil && st.connected && time.UnixMicro(int64(st.since)).After(down) {
@@ -628,6 +639,8 @@ func measureReturn(c *godbus.Conn, cid, path string, down, up time.Time, limit t
 		mu.Unlock()
 		time.Sleep(20 * time.Millisecond)
 	}
+	close(stop)
+	<-spawner
 	// The reads in flight end by their deadline (or are given up).
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
