@@ -323,6 +323,7 @@ type sampler struct {
 
 	mu         sync.Mutex
 	breaks     []time.Time
+	events     []string // what the test did, when: for the reader of a violation
 	samples    int
 	readFailed int
 	slow       int // reads the test host was too slow to start in time
@@ -362,6 +363,14 @@ func (s *sampler) add(tg sampleTarget) {
 func (s *sampler) broke() {
 	s.mu.Lock()
 	s.breaks = append(s.breaks, time.Now())
+	s.events = append(s.events, time.Now().Format("15:04:05.000")+" break")
+	s.mu.Unlock()
+}
+
+// note records, for the log, something the test did (the storage's return).
+func (s *sampler) note(what string) {
+	s.mu.Lock()
+	s.events = append(s.events, time.Now().Format("15:04:05.000")+" "+what)
 	s.mu.Unlock()
 }
 
@@ -494,6 +503,9 @@ func (s *sampler) check(t *testing.T) {
 		p50.Round(time.Millisecond), pmax.Round(time.Millisecond))
 	t.Logf("sampler, all health scenarios so far (%d): %d samples, %d suspects, %d excused, %d violations",
 		tot.run, tot.samples, tot.suspects, tot.excused, tot.violations)
+	if len(s.violations) > 0 {
+		t.Logf("sampler: what the test did: %s", strings.Join(s.events, ", "))
+	}
 	for _, v := range s.violations {
 		t.Errorf("Connected while a read through the connection fails: %s", v)
 	}
@@ -575,6 +587,8 @@ type comeback struct {
 	read, connected time.Duration // limit when not within it
 	late            []string
 	reads           int
+	// the reads started after Connected: worked, failed, too slow to tell
+	afterOK, afterFailed, afterSlow int
 }
 
 // measureReturn starts a read of path every 50 ms (0.5 s deadline each,
@@ -661,7 +675,16 @@ func measureReturn(c *godbus.Conn, cid, path string, down, up time.Time, limit t
 	defer mu.Unlock()
 	m.reads = len(results)
 	for _, r := range results {
-		if !connAt.IsZero() && r.start.After(connAt) && r.failed() {
+		if connAt.IsZero() || !r.start.After(connAt) {
+			continue
+		}
+		switch {
+		case r.ok:
+			m.afterOK++
+		case r.slow:
+			m.afterSlow++
+		default:
+			m.afterFailed++
 			m.late = append(m.late, fmt.Sprintf("read started %s after Connected: %s", ms(r.start.Sub(connAt)), r))
 		}
 	}
