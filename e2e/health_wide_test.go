@@ -181,7 +181,10 @@ for i in $(seq -w 1 %[3]d); do echo hung >"%[4]s/bench/d0$i/probe"; done`, nfsV3
 			t.Fatal(err)
 		}
 		if st.connected {
-			t.Errorf("%s: Connected %s after its server hung", cid, ms(time.Since(broken)))
+			lp, _ := getProp(c, cid, "LastProbe")
+			last, _ := lp.(uint64)
+			t.Errorf("%s: Connected %s after its server hung (LastProbe %s before the hang; a read now: %s)", cid,
+				ms(time.Since(broken)), ms(broken.Sub(time.UnixMicro(int64(last)))), readThrough(path(cid)))
 		}
 		hungState = append(hungState, st.lastError)
 	}
@@ -193,15 +196,22 @@ for i in $(seq -w 1 %[3]d); do echo hung >"%[4]s/bench/d0$i/probe"; done`, nfsV3
 		t.Errorf("%s was not Connected in %d of %d samples before the hang", cid, n, before.samples)
 	}
 
-	// The others' probes go on as before: no gap between two probes of
-	// a CID longer than before the hang (or the interval), plus 1 s.
+	// The others' probes keep the interval: no gap between two probes of
+	// a CID longer than the interval and one probe's deadline (a probe
+	// due at the end of the interval, which took up to its deadline), plus
+	// 1 s; checked before the hang too, to tell "slow" from "held up by
+	// the hung server".
 	bMax, bWho, bAll := before.maxGap(healthy)
 	dMax, dWho, dAll := during.maxGap(healthy)
-	limit := max(bMax, manyInterval) + time.Second
+	limit := manyInterval + manyTimeout + time.Second
 	t.Logf("probes of the %d healthy CIDs per %s window: before the hang %d (gaps p50 %s, max %s at %s), "+
 		"during it %d (gaps p50 %s, max %s at %s); limit %s", manyHealthy, manyWindow,
 		count(before, healthy), ms(median(bAll)), ms(bMax), bWho, count(during, healthy), ms(median(dAll)), ms(dMax), dWho, limit)
 	for _, cid := range healthy {
+		if g := slices.Max(before.gaps(cid)); g > limit {
+			t.Errorf("%s: %s without a probe before the other server hung (probes at %s); want at most %s",
+				cid, ms(g), stamps(before.probes[cid], before.start), limit)
+		}
 		if g := slices.Max(during.gaps(cid)); g > limit {
 			t.Errorf("%s: %s without a probe while the other server hung (probes at %s); want at most %s",
 				cid, ms(g), stamps(during.probes[cid], during.start), limit)
