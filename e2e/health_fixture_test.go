@@ -589,6 +589,7 @@ type comeback struct {
 	reads           int
 	// the reads started after Connected: worked, failed, too slow to tell
 	afterOK, afterFailed, afterSlow int
+	slowSamples                     []string // the first few too slow to tell, for the log
 }
 
 // measureReturn starts a read of path every 50 ms (0.5 s deadline each,
@@ -683,6 +684,9 @@ func measureReturn(c *godbus.Conn, cid, path string, down, up time.Time, limit t
 			m.afterOK++
 		case r.slow:
 			m.afterSlow++
+			if len(m.slowSamples) < 3 {
+				m.slowSamples = append(m.slowSamples, fmt.Sprintf("+%s %s", ms(r.start.Sub(connAt)), r))
+			}
 		default:
 			m.afterFailed++
 			m.late = append(m.late, fmt.Sprintf("read started %s after Connected: %s", ms(r.start.Sub(connAt)), r))
