@@ -84,7 +84,7 @@ func TestHealthBenchLinkUpGroundTruth(t *testing.T) {
 				results[key].connected = append(results[key].connected, m.connected)
 				t.Logf("%s outage %s round %d: link up -> read %s, -> Connected %s (%d reads; of those started after Connected "+
 					"%d worked, %d failed, %d too slow to tell %v)", k, outage, r,
-					ms(m.read), ms(m.connected), m.reads, m.afterOK, m.afterFailed, m.afterSlow, m.slowSamples)
+					roundMS(m.read), roundMS(m.connected), m.reads, m.afterOK, m.afterFailed, m.afterSlow, m.slowSamples)
 				if m.read >= limit || m.connected >= limit {
 					t.Errorf("%s outage %s round %d: no read or no Connected within %s", k, outage, r, limit)
 				}

@@ -688,11 +688,11 @@ func measureReturn(c *godbus.Conn, cid, path string, down, up time.Time, limit t
 		case r.slow:
 			m.afterSlow++
 			if len(m.slowSamples) < 3 {
-				m.slowSamples = append(m.slowSamples, fmt.Sprintf("+%s %s", ms(r.start.Sub(connAt)), r))
+				m.slowSamples = append(m.slowSamples, fmt.Sprintf("+%s %s", roundMS(r.start.Sub(connAt)), r))
 			}
 		default:
 			m.afterFailed++
-			m.late = append(m.late, fmt.Sprintf("read started %s after Connected: %s", ms(r.start.Sub(connAt)), r))
+			m.late = append(m.late, fmt.Sprintf("read started %s after Connected: %s", roundMS(r.start.Sub(connAt)), r))
 		}
 	}
 	return m

@@ -149,12 +149,12 @@ func checkReturn(t *testing.T, c *godbus.Conn, since, up time.Time, limit time.D
 		m := out[i]
 		t.Logf("%s: Connected %s, first read that worked ended %s after storage came back (%d reads; "+
 			"of those started after Connected %d worked, %d failed, %d too slow to tell %v)", tg.cid,
-			ms(m.connected), ms(m.read), m.reads, m.afterOK, m.afterFailed, m.afterSlow, m.slowSamples)
+			roundMS(m.connected), roundMS(m.read), m.reads, m.afterOK, m.afterFailed, m.afterSlow, m.slowSamples)
 		for _, l := range m.late {
 			t.Errorf("%s: Connected before reads work: %s", tg.cid, l)
 		}
 		if m.connected >= limit || m.read >= limit {
-			t.Fatalf("%s: not Connected (%s) or not readable (%s) within %s", tg.cid, ms(m.connected), ms(m.read), limit)
+			t.Fatalf("%s: not Connected (%s) or not readable (%s) within %s", tg.cid, roundMS(m.connected), roundMS(m.read), limit)
 		}
 	}
 	return out
@@ -172,7 +172,7 @@ func backWithin2s(t *testing.T, cid string, m comeback) {
 	t.Helper()
 	if lag := m.connected - m.read; lag >= 2*time.Second {
 		t.Errorf("%s: Connected %s after the first read through it worked (%s after the test brought the storage back); want < 2 s",
-			cid, ms(lag), ms(m.connected))
+			cid, roundMS(lag), roundMS(m.connected))
 	}
 }
 
@@ -186,7 +186,7 @@ func connectedSince(t *testing.T, c *godbus.Conn, cid string) time.Time {
 	return time.UnixMicro(int64(st.since))
 }
 
-func ms(d time.Duration) string { return d.Round(time.Millisecond).String() }
+func roundMS(d time.Duration) string { return d.Round(time.Millisecond).String() }
 
 // checkProbeProperties: ReadDelay and LastProbe on the object, in List
 // and in storkeepctl show, and LastProbe advancing at the interval.
@@ -206,7 +206,7 @@ func checkProbeProperties(t *testing.T, c *godbus.Conn, cid string) {
 	if d == 0 || last == 0 {
 		t.Errorf("connected, and ReadDelay %v (%T), LastProbe %v (%T): want a probe's", delay, delay, p1, p1)
 	}
-	t.Logf("%s: ReadDelay %d µs, LastProbe %s ago", cid, d, ms(time.Since(time.UnixMicro(int64(last)))))
+	t.Logf("%s: ReadDelay %d µs, LastProbe %s ago", cid, d, roundMS(time.Since(time.UnixMicro(int64(last)))))
 	time.Sleep(3 * healthInterval)
 	p2, _ := getProp(c, cid, "LastProbe")
 	if next, _ := p2.(uint64); next <= last {
@@ -257,15 +257,15 @@ func TestHealthStaleExport(t *testing.T) {
 	} else {
 		t.Errorf("storkeep never said LastError=Stale; it said %s", st)
 	}
-	t.Logf("Stale reported %s after the replacement: %s", ms(reported.Sub(broken)), st)
+	t.Logf("Stale reported %s after the replacement: %s", roundMS(reported.Sub(broken)), st)
 	if d := reported.Sub(broken); d >= 10*time.Second {
-		t.Errorf("Stale reported after %s; want < 10 s", ms(d))
+		t.Errorf("Stale reported after %s; want < 10 s", roundMS(d))
 	}
 
 	m := checkReturn(t, c, since, broken, 60*time.Second, sampleTarget{cid, path})[0]
 	for what, d := range map[string]time.Duration{"readable": m.read, "Connected": m.connected} {
 		if d >= 20*time.Second {
-			t.Errorf("%s %s after the replacement; want < 20 s", what, ms(d))
+			t.Errorf("%s %s after the replacement; want < 20 s", what, roundMS(d))
 		}
 	}
 	if out, err := sh(t, "timeout", "-s", "KILL", "5", "cat", path); err != nil || strings.TrimSpace(out) != "second file system" {
@@ -307,7 +307,7 @@ func TestHealthHungServer(t *testing.T) {
 		broken := time.Now()
 		bus := startBusWatch(t, c, cid)
 		at, st := lost(t, c, w, cid, broken, 60*time.Second)
-		t.Logf("hung server reported %s after the route: %s", ms(at.Sub(broken)), st)
+		t.Logf("hung server reported %s after the route: %s", roundMS(at.Sub(broken)), st)
 		if st.lastError != "ServerNotResponding" && st.lastError != "IOTimeout" {
 			t.Errorf("LastError %q; want ServerNotResponding or IOTimeout", st.lastError)
 		}
@@ -348,7 +348,7 @@ func TestHealthHungServer(t *testing.T) {
 		broken := time.Now()
 		bus := startBusWatch(t, c, cid)
 		at, st := lost(t, c, w, cid, broken, 60*time.Second)
-		t.Logf("hung target reported %s after the route: %s", ms(at.Sub(broken)), st)
+		t.Logf("hung target reported %s after the route: %s", roundMS(at.Sub(broken)), st)
 		if st.lastError == "" {
 			t.Errorf("no LastError while the target hangs: %s", st)
 		}
@@ -417,7 +417,7 @@ func (b *busWatch) end() {
 func (b *busWatch) check(t *testing.T) {
 	t.Helper()
 	b.end()
-	t.Logf("bus during the hang: %d calls answered, the slowest pair (GetAll + List) took %s", b.calls, ms(b.slowest))
+	t.Logf("bus during the hang: %d calls answered, the slowest pair (GetAll + List) took %s", b.calls, roundMS(b.slowest))
 	for _, e := range b.errs {
 		t.Errorf("the daemon did not answer during the hang: %s", e)
 	}
@@ -450,9 +450,9 @@ func TestHealthHandUnmount(t *testing.T) {
 	}
 	st, _ := stateOf(c, cid)
 	// The signal's arrival includes the bus's delivery (milliseconds).
-	t.Logf("hand unmount reported %s after umount returned (now %s)", ms(at.Sub(gone)), st)
+	t.Logf("hand unmount reported %s after umount returned (now %s)", roundMS(at.Sub(gone)), st)
 	if d := at.Sub(gone); d >= time.Second {
-		t.Errorf("hand unmount reported after %s; want < 1 s", ms(d))
+		t.Errorf("hand unmount reported after %s; want < 1 s", roundMS(d))
 	}
 	checkReturn(t, c, since, gone, 30*time.Second, sampleTarget{cid, path})
 	if _, _, _, ok := mountAt(t, where); !ok {
@@ -497,7 +497,7 @@ func TestHealthLUNOffline(t *testing.T) {
 	r := waitReadFails(t, dev, 10*time.Second, "LUN offline")
 	t.Logf("read through the LUN once offline: %s", r)
 	at, st := lost(t, c, w, cid, broken, 60*time.Second)
-	t.Logf("offline LUN reported %s after tgtadm: %s", ms(at.Sub(broken)), st)
+	t.Logf("offline LUN reported %s after tgtadm: %s", roundMS(at.Sub(broken)), st)
 	if st.lastError == "" || st.message == "" {
 		t.Errorf("offline LUN: %s; want a named error with the helper's words", st)
 	}
@@ -536,7 +536,7 @@ func TestHealthServerRestart(t *testing.T) {
 		stopped = true
 		broken := time.Now()
 		at, st := lost(t, c, w, cid, broken, 60*time.Second)
-		t.Logf("nfsd stopped: reported %s after: %s", ms(at.Sub(broken)), st)
+		t.Logf("nfsd stopped: reported %s after: %s", roundMS(at.Sub(broken)), st)
 		time.Sleep(time.Until(broken.Add(10 * time.Second)))
 
 		nfsdInNS(t, 8)
@@ -565,7 +565,7 @@ func TestHealthServerRestart(t *testing.T) {
 		f.deleteTarget(1)
 		broken := time.Now()
 		at, st := lost(t, c, w, cid, broken, 60*time.Second)
-		t.Logf("target deleted: reported %s after: %s", ms(at.Sub(broken)), st)
+		t.Logf("target deleted: reported %s after: %s", roundMS(at.Sub(broken)), st)
 		time.Sleep(time.Until(broken.Add(10 * time.Second)))
 
 		f.addTarget(1, isIQNPlain, "plain1", "plain2")

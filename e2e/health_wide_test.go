@@ -151,7 +151,7 @@ for i in $(seq -w 1 %[3]d); do echo hung >"%[4]s/bench/d0$i/probe"; done`, nfsV3
 		slices.Sort(down)
 		return len(out) == manyHealthy+manyHung && len(down) == 0, fmt.Sprintf("%d listed, not connected: %v", len(out), down)
 	})
-	t.Logf("%d targets connected %s after the Manage calls", manyHealthy+manyHung, ms(time.Since(start)))
+	t.Logf("%d targets connected %s after the Manage calls", manyHealthy+manyHung, roundMS(time.Since(start)))
 	path := func(cid string) string {
 		where, _ := nfsMountPoint(t, c, cid)
 		return filepath.Join(where, "probe")
@@ -184,11 +184,11 @@ for i in $(seq -w 1 %[3]d); do echo hung >"%[4]s/bench/d0$i/probe"; done`, nfsV3
 			lp, _ := getProp(c, cid, "LastProbe")
 			last, _ := lp.(uint64)
 			t.Errorf("%s: Connected %s after its server hung (LastProbe %s before the hang; a read now: %s)", cid,
-				ms(time.Since(broken)), ms(broken.Sub(time.UnixMicro(int64(last)))), readThrough(path(cid)))
+				roundMS(time.Since(broken)), roundMS(broken.Sub(time.UnixMicro(int64(last)))), readThrough(path(cid)))
 		}
 		hungState = append(hungState, st.lastError)
 	}
-	t.Logf("the hung server's targets after %s: LastError %v", ms(time.Since(broken)), hungState)
+	t.Logf("the hung server's targets after %s: LastError %v", roundMS(time.Since(broken)), hungState)
 	for cid, n := range during.notConnected {
 		t.Errorf("%s (on the other server) was not Connected in %d of %d samples while the server hung", cid, n, during.samples)
 	}
@@ -206,15 +206,15 @@ for i in $(seq -w 1 %[3]d); do echo hung >"%[4]s/bench/d0$i/probe"; done`, nfsV3
 	limit := manyInterval + manyTimeout + time.Second
 	t.Logf("probes of the %d healthy CIDs per %s window: before the hang %d (gaps p50 %s, max %s at %s), "+
 		"during it %d (gaps p50 %s, max %s at %s); limit %s", manyHealthy, manyWindow,
-		count(before, healthy), ms(median(bAll)), ms(bMax), bWho, count(during, healthy), ms(median(dAll)), ms(dMax), dWho, limit)
+		count(before, healthy), roundMS(median(bAll)), roundMS(bMax), bWho, count(during, healthy), roundMS(median(dAll)), roundMS(dMax), dWho, limit)
 	for _, cid := range healthy {
 		if g := slices.Max(before.gaps(cid)); g > limit {
 			t.Errorf("%s: %s without a probe before the other server hung (probes at %s); want at most %s",
-				cid, ms(g), stamps(before.probes[cid], before.start), limit)
+				cid, roundMS(g), stamps(before.probes[cid], before.start), limit)
 		}
 		if g := slices.Max(during.gaps(cid)); g > limit {
 			t.Errorf("%s: %s without a probe while the other server hung (probes at %s); want at most %s",
-				cid, ms(g), stamps(during.probes[cid], during.start), limit)
+				cid, roundMS(g), stamps(during.probes[cid], during.start), limit)
 		}
 	}
 
@@ -223,7 +223,7 @@ for i in $(seq -w 1 %[3]d); do echo hung >"%[4]s/bench/d0$i/probe"; done`, nfsV3
 	for _, cid := range hung {
 		waitConnected(t, c, cid, true, 60*time.Second)
 	}
-	t.Logf("the hung server's %d targets connected again %s after the route was removed", manyHung, ms(time.Since(back)))
+	t.Logf("the hung server's %d targets connected again %s after the route was removed", manyHung, roundMS(time.Since(back)))
 	time.Sleep(2 * time.Second)
 	s.check(t)
 }
