@@ -118,21 +118,25 @@ func readThrough(path string) readResult {
 	case <-timer.C:
 		r.end = time.Now()
 		comm, state := procState(cmd.Process.Pid)
-		if state == "Z" {
-			// dd has ended, within the deadline; its exit was not yet
-			// collected: its result stands.
-			err := <-done
-			r.ok = err == nil
-			if err != nil {
-				r.msg = strings.TrimSpace(stderr.String())
+		if state == "Z" || state == "" {
+			// dd has ended (a zombie, or already collected), within the
+			// deadline: its result stands, once Wait has it.
+			select {
+			case err := <-done:
+				r.ok = err == nil
+				if err != nil {
+					r.msg = strings.TrimSpace(stderr.String())
+				}
+				return r
+			case <-time.After(time.Second):
+				comm, state = procState(cmd.Process.Pid)
 			}
-			return r
 		}
 		_ = cmd.Process.Kill()
 		r.msg = fmt.Sprintf("no answer within %s (dd state %s)", readDeadline, state)
 		r.slow = comm != "dd" || state == "R"
 		if comm != "dd" {
-			r.msg = fmt.Sprintf("dd not started within %s", readDeadline)
+			r.msg = fmt.Sprintf("no answer within %s, and no word from /proc of dd (%q)", readDeadline, comm)
 		}
 		select {
 		case <-done:
