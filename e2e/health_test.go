@@ -236,7 +236,6 @@ func TestHealthStaleExport(t *testing.T) {
 	cid := healthPrefix + "stale"
 	path := manageNFS(t, c, "nfs://"+nfsSrvIP+"/hs/"+staleDir+"?vers=4.2", cid, staleFile)
 	where := filepath.Dir(path)
-	mountID, _, _, _ := mountAt(t, where)
 	checkProbeProperties(t, c, cid)
 
 	w := watchProps(t, cid)
@@ -271,9 +270,9 @@ func TestHealthStaleExport(t *testing.T) {
 	if out, err := sh(t, "timeout", "-s", "KILL", "5", "cat", path); err != nil || strings.TrimSpace(out) != "second file system" {
 		t.Errorf("after healing, %s reads %q (%v); want the new file system's file", path, out, err)
 	}
-	if id, _, _, ok := mountAt(t, where); !ok || id == mountID {
-		t.Errorf("mount at %s: id %s (was %s), mounted %v; want a new mount", where, id, mountID, ok)
-	}
+	// The kernel may give the new mount the old one's ID: ConnectedSince
+	// (checkReturn) tells that it was mounted again; the new file system's
+	// file, and a single mount at the mount point, that the stale one went.
 	if n := len(mountsAt(t, where)); n != 1 {
 		t.Errorf("%d mounts at %s; want the new one only (the stale one detached)", n, where)
 	}
