@@ -47,7 +47,9 @@ func (b *Backend) Heal(ctx context.Context, spec service.Spec, broken *service.C
 			return service.Observation{}, service.NewConnError(ErrUnmountFailed, "detach %s: %v", e.where, err)
 		}
 	}
-	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	// Bounded short: the unit has nothing left to unmount, and the
+	// mount below only needs it not active.
+	sctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	if err := b.Units.Stop(sctx, e.unit); err != nil {
 		b.Log.Debug("stopping the unit of a detached mount", "unit", e.unit, "err", err)
 	}
