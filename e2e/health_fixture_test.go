@@ -58,8 +58,17 @@ type readResult struct {
 	slow bool
 }
 
-// failed is a read that says the connection does not work.
-func (r readResult) failed() bool { return !r.ok && !r.slow }
+// failed is a read that says the connection does not work. A read the
+// server answered with "no such file" went through the connection and
+// back: what the export holds is the server's business (after the stale
+// scenario's remount, nfsd serves the replaced directory for a moment
+// before its export cache sees the new file system), not the link's.
+func (r readResult) failed() bool { return !r.ok && !r.slow && !r.noEntry() }
+
+// noEntry is a read the server answered: the file is not there.
+func (r readResult) noEntry() bool {
+	return !r.ok && strings.Contains(r.msg, "No such file or directory")
+}
 
 func (r readResult) String() string {
 	if r.ok {
@@ -596,6 +605,7 @@ type comeback struct {
 	reads           int
 	// the reads started after Connected: worked, failed, too slow to tell
 	afterOK, afterFailed, afterSlow int
+	afterNoEntry                    int      // answered "no such file" (see readResult.noEntry)
 	slowSamples                     []string // the first few too slow to tell, for the log
 }
 
@@ -689,6 +699,8 @@ func measureReturn(c *godbus.Conn, cid, path string, down, up time.Time, limit t
 		switch {
 		case r.ok:
 			m.afterOK++
+		case r.noEntry():
+			m.afterNoEntry++
 		case r.slow:
 			m.afterSlow++
 			if len(m.slowSamples) < 3 {

@@ -148,8 +148,8 @@ func checkReturn(t *testing.T, c *godbus.Conn, since, up time.Time, limit time.D
 	for i, tg := range targets {
 		m := out[i]
 		t.Logf("%s: Connected %s, first read that worked ended %s after storage came back (%d reads; "+
-			"of those started after Connected %d worked, %d failed, %d too slow to tell %v)", tg.cid,
-			roundMS(m.connected), roundMS(m.read), m.reads, m.afterOK, m.afterFailed, m.afterSlow, m.slowSamples)
+			"of those started after Connected %d worked, %d failed, %d answered no such file, %d too slow to tell %v)", tg.cid,
+			roundMS(m.connected), roundMS(m.read), m.reads, m.afterOK, m.afterFailed, m.afterNoEntry, m.afterSlow, m.slowSamples)
 		for _, l := range m.late {
 			t.Errorf("%s: Connected before reads work: %s", tg.cid, l)
 		}
