@@ -85,21 +85,22 @@ func (n *notifier) run(ctx context.Context) {
 	if n.alive(ctx) != nil {
 		return
 	}
-	n.send("READY=1\nSTATUS=" + statusText(n.counts()))
+	ready := statusText(n.counts())
+	n.send("READY=1\nSTATUS=" + ready)
 	done := make(chan struct{})
 	if n.watchdog > 0 {
 		go func() { n.feedWatchdog(ctx); close(done) }()
 	} else {
 		close(done)
 	}
-	n.followStatus(ctx)
+	n.followStatus(ctx, ready)
 	<-done
 }
 
-// followStatus sends STATUS= each time the text changes, at most once
-// per minGap.
-func (n *notifier) followStatus(ctx context.Context) {
-	last := statusText(n.counts())
+// followStatus sends STATUS= each time the text changes from last (what
+// was sent already), at most once per minGap. A change that came before it
+// started is compared with what was sent, not missed.
+func (n *notifier) followStatus(ctx context.Context, last string) {
 	var sent time.Time
 	for {
 		select {
