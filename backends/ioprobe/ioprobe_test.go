@@ -6,7 +6,9 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -103,5 +105,162 @@ func TestParse(t *testing.T) {
 func TestMainUsage(t *testing.T) {
 	if code := Main(nil); code != 2 {
 		t.Fatalf("Main(nil) = %d, want 2", code)
+	}
+}
+
+// A helper that answered is asked again: steady probing starts no process.
+func TestRunnerReusesHelpers(t *testing.T) {
+	var r Runner
+	defer r.Close()
+	dir := t.TempDir()
+	for i := range 20 {
+		if res := r.Probe(context.Background(), "k", Dir, dir); res.Outcome != OK {
+			t.Fatalf("probe %d: %+v", i, res)
+		}
+	}
+	if n := r.Started(); n != 1 {
+		t.Fatalf("20 probes one after the other started %d helpers, want 1", n)
+	}
+	// A failed read is an answer too: the helper stays.
+	if res := r.Probe(context.Background(), "k", Dir, filepath.Join(dir, "missing")); res.Outcome != Failed {
+		t.Fatalf("probe of a missing dir: %+v", res)
+	}
+	if res := r.Probe(context.Background(), "k", Dir, dir); res.Outcome != OK || r.Started() != 1 {
+		t.Fatalf("after a failed read: %+v, %d helpers started, want OK from the same one", res, r.Started())
+	}
+}
+
+// A kept helper that died meanwhile (killed by an admin, the OOM killer)
+// costs nothing but a new start: the probe still answers.
+func TestRunnerReplacesADeadHelper(t *testing.T) {
+	var r Runner
+	defer r.Close()
+	dir := t.TempDir()
+	if res := r.Probe(context.Background(), "k", Dir, dir); res.Outcome != OK {
+		t.Fatalf("probe: %+v", res)
+	}
+	r.mu.Lock()
+	w := r.idle[0]
+	r.mu.Unlock()
+	if err := syscall.Kill(w.cmd.Process.Pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-w.exited
+	if res := r.Probe(context.Background(), "k", Dir, dir); res.Outcome != OK {
+		t.Fatalf("probe after the kept helper died: %+v", res)
+	}
+	if n := r.Started(); n != 2 {
+		t.Fatalf("%d helpers started, want 2", n)
+	}
+}
+
+// Idle helpers exit after Idle, and no more than Keep are kept.
+func TestRunnerKeepsFewIdleHelpers(t *testing.T) {
+	r := Runner{Keep: 2, Idle: 100 * time.Millisecond}
+	dir := t.TempDir()
+	var wg sync.WaitGroup
+	for range 6 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if res := r.Probe(context.Background(), "k", Dir, dir); res.Outcome != OK {
+				t.Errorf("probe: %+v", res)
+			}
+		}()
+	}
+	wg.Wait()
+	r.mu.Lock()
+	kept := slices.Clone(r.idle)
+	r.mu.Unlock()
+	if len(kept) > 2 || len(kept) == 0 {
+		t.Fatalf("%d helpers kept after 6 concurrent probes, want 1 or 2", len(kept))
+	}
+	for _, w := range kept {
+		select {
+		case <-w.exited:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("an idle helper did not exit after %s", r.Idle)
+		}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.idle) != 0 {
+		t.Fatalf("%d helpers still listed idle after they exited", len(r.idle))
+	}
+}
+
+func TestRequestRoundTrip(t *testing.T) {
+	paths := []string{"/run/storkeep/nfs/srv:_export", "/dev/disk/by-path/ip-127.0.0.1:3260-iscsi-iqn.x-lun-0", "a b\"c\nd\\e"}
+	line := request(Block, paths)
+	if strings.Count(line, "\n") != 1 || !strings.HasSuffix(line, "\n") {
+		t.Fatalf("request %q is not one line", line)
+	}
+	mode, got, err := parseRequest(strings.TrimSuffix(line, "\n"))
+	if err != nil || mode != Block || !slices.Equal(got, paths) {
+		t.Fatalf("parseRequest(%q) = %q %q %v", line, mode, got, err)
+	}
+	for _, bad := range []string{"dir", "dir /x", `dir "/x`} {
+		if _, _, err := parseRequest(bad); err == nil {
+			t.Errorf("parseRequest(%q) took it", bad)
+		}
+	}
+}
+
+// serve answers each request on its line, an unreadable request included.
+func TestServe(t *testing.T) {
+	dir := t.TempDir()
+	in := request(Dir, []string{dir}) + "nonsense\n" + request(Dir, []string{filepath.Join(dir, "x\ny")})
+	var out strings.Builder
+	if err := serve(strings.NewReader(in), &out); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
+	if len(lines) != 3 || !strings.HasPrefix(lines[0], "ok ") || !strings.HasPrefix(lines[1], "err 22 ") || !strings.HasPrefix(lines[2], "err 2 ") {
+		t.Fatalf("answers %q", lines)
+	}
+}
+
+// Helpers that cannot die at once (here: their stdout held open by a
+// process outside their group, as a read in uninterruptible sleep holds
+// the helper itself) do not hold up a new read of their key, up to
+// maxStuck of them: then the next probe waits for one to exit, within its
+// own deadline, and reads.
+func TestProbeAfterStuckHelpers(t *testing.T) {
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	m1, m2 := filepath.Join(dir, "started-once"), filepath.Join(dir, "started-twice")
+	script := filepath.Join(dir, "helper")
+	body := "#!/bin/sh\nif [ -e " + m2 + " ]; then exec " + self + " \"$@\"; fi\n" +
+		"if [ -e " + m1 + " ]; then : > " + m2 + "; else : > " + m1 + "; fi\n" +
+		"setsid sleep 6 &\nexec sleep 60\n"
+	if err := os.WriteFile(script, []byte(body), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	r := Runner{Helper: script}
+	defer r.Close()
+	probe := func(d time.Duration) Result {
+		ctx, cancel := context.WithTimeout(context.Background(), d)
+		defer cancel()
+		return r.Probe(ctx, "k", Dir, dir)
+	}
+	for i := range maxStuck {
+		if res := probe(200 * time.Millisecond); res.Outcome != Timeout || strings.Contains(res.Message, "still not returned") {
+			t.Fatalf("probe %d: %+v, want a new helper timing out", i, res)
+		}
+	}
+	if res := probe(100 * time.Millisecond); res.Outcome != Timeout || !strings.Contains(res.Message, "still not returned") {
+		t.Fatalf("probe while %d killed helpers live: %+v, want Timeout naming the old read", maxStuck, res)
+	}
+	if n := r.Started(); n != maxStuck {
+		t.Fatalf("%d helpers started, want %d", n, maxStuck)
+	}
+	if res := probe(30 * time.Second); res.Outcome != OK {
+		t.Fatalf("probe once a killed helper exits: %+v, want OK", res)
+	}
+	if n := r.Started(); n != maxStuck+1 {
+		t.Fatalf("%d helpers started, want %d", n, maxStuck+1)
 	}
 }

@@ -164,10 +164,14 @@ func run() error {
 	} else {
 		log.Info("link events are off (reconnect.link_events = false): only the backoff decides when to retry")
 	}
+	// One set of kept read helpers for both kinds: about as many as
+	// reads may be in flight.
+	probes := &ioprobe.Runner{Keep: cfg.Health.Policy().MaxConcurrent}
+	defer probes.Close()
 	backends := map[service.Kind]service.Backend{
-		service.KindNFS: &nfs.Backend{RuntimeDir: f.runtimeDir,
+		service.KindNFS: &nfs.Backend{RuntimeDir: f.runtimeDir, IOProbe: probes,
 			Log: log.With("component", "nfs")},
-		service.KindISCSI: &iscsi.Backend{Log: log.With("component", "iscsi"), Resolver: resolver},
+		service.KindISCSI: &iscsi.Backend{Log: log.With("component", "iscsi"), Resolver: resolver, IOProbe: probes},
 	}
 	if fakeBackends != nil {
 		log.Warn("benchmark build: connections are made in memory, not on the host")
@@ -219,7 +223,7 @@ func run() error {
 	defer cancel()
 
 	r := &reloader{path: f.config, optional: !f.configSet, inUse: cfg, level: level,
-		svc: svc, srv: srv, log: log}
+		svc: svc, srv: srv, probes: probes, log: log}
 	go r.loop(ctx, hup)
 
 	done := make(chan error, 1)

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/storkeep/storkeep/backends/ioprobe"
 	skdbus "github.com/storkeep/storkeep/dbus"
 	"github.com/storkeep/storkeep/service"
 )
@@ -27,7 +28,9 @@ type reloader struct {
 	level *slog.LevelVar
 	svc   *service.Service
 	srv   *skdbus.Server
-	log   *slog.Logger
+	// probes keeps the read helpers; nil in tests that read nothing.
+	probes *ioprobe.Runner
+	log    *slog.Logger
 }
 
 // loop reloads on each signal from hup until ctx is done. Signals that
@@ -63,6 +66,9 @@ func (r *reloader) reload() {
 	r.svc.SetReconnectPolicy(reconnectPolicy(cfg.Reconnect))
 	r.svc.SetMaxCIDs(cfg.Limits.MaxCIDs)
 	r.svc.SetHealthPolicy(cfg.Health.Policy())
+	if r.probes != nil {
+		r.probes.SetKeep(cfg.Health.Policy().MaxConcurrent)
+	}
 	r.srv.SetLimits(busLimits(cfg.Limits))
 	// Say so at the more verbose of the two levels, so that the line is
 	// seen whichever way the level moves.
