@@ -8,7 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -33,8 +35,10 @@ const debounce = 15 * time.Millisecond
 // the by-path link exists. A session's state changes (a connection
 // failure, the end of a recovery) make no uevent, so sysfs is also
 // re-read every WatchInterval (1 s): a loss shows within a second of the
-// kernel noticing it. If the socket cannot be opened, the re-read alone
-// keeps Watch working.
+// kernel noticing it; and while a session is not logged in, its state is
+// re-read every 100 ms (fastInterval), so that the end of its recovery is
+// read through and reported as soon as it happens. If the socket cannot
+// be opened, the re-reads alone keep Watch working.
 func (b *Backend) Watch(ctx context.Context, poke func(service.TargetKey)) {
 	events := make(chan struct{}, 1)
 	var wg sync.WaitGroup
@@ -56,9 +60,18 @@ func (b *Backend) Watch(ctx context.Context, poke func(service.TargetKey)) {
 	defer ticker.Stop()
 	prev := b.snapshot()
 	for {
+		var fast <-chan time.Time
+		waiting := notLoggedIn(prev)
+		if len(waiting) > 0 {
+			fast = time.After(fastInterval)
+		}
 		select {
 		case <-ctx.Done():
 			return
+		case <-fast:
+			if !b.statesChanged(prev, waiting) {
+				continue
+			}
 		case <-events:
 			if sleepCtx(ctx, debounce) != nil {
 				return
@@ -76,6 +89,34 @@ func (b *Backend) Watch(ctx context.Context, poke func(service.TargetKey)) {
 		}
 		prev = cur
 	}
+}
+
+// fastInterval is how often the state of a session that is not logged
+// in is re-read: one small sysfs file each.
+const fastInterval = 100 * time.Millisecond
+
+// notLoggedIn lists the sessions of a snapshot that are failed,
+// recovering or being set up.
+func notLoggedIn(snap map[uint32]watched) []uint32 {
+	var ids []uint32
+	for id, w := range snap {
+		if w.s.State != stateLoggedIn {
+			ids = append(ids, id)
+		}
+	}
+	return ids
+}
+
+// statesChanged tells whether any of the sessions ids changed state (or
+// went) since snap.
+func (b *Backend) statesChanged(snap map[uint32]watched, ids []uint32) bool {
+	for _, id := range ids {
+		dir := filepath.Join(b.sysRoot(), "class", "iscsi_session", "session"+strconv.FormatUint(uint64(id), 10))
+		if st, err := readAttr(dir, "state"); err != nil || st != snap[id].s.State {
+			return true
+		}
+	}
+	return false
 }
 
 // watched is what the watcher remembers of a session between passes.

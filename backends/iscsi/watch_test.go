@@ -119,3 +119,42 @@ func FuzzParseUevent(f *testing.F) {
 		_ = relevantUevent(u)
 	})
 }
+
+// TestWatchSeesARecoveryAtOnce: the end of a recovery makes no uevent; a
+// session that is not logged in has its state re-read far more often than
+// the watch interval, so the recovery is poked long before the next full
+// re-read.
+func TestWatchSeesARecoveryAtOnce(t *testing.T) {
+	h := newFakeHost(t)
+	b := h.backend()
+	b.WatchInterval = time.Hour
+	s := standard(1)
+	h.add(t, s)
+	h.setState(t, 1, stateFailed)
+	canonical := mustSpec(t, "iscsi://10.252.0.1:3260/"+testIQN+";tpgt=1;iface=default").Target
+
+	poked := make(chan service.TargetKey, 16)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		b.Watch(ctx, func(k service.TargetKey) { poked <- k })
+	}()
+	defer func() { cancel(); <-done }()
+	time.Sleep(50 * time.Millisecond) // the first snapshot
+	h.setState(t, 1, stateLoggedIn)
+	select {
+	case k := <-poked:
+		if k != canonical {
+			t.Fatalf("poked %s, want %s", k, canonical)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("a session's recovery was not seen before the next full re-read")
+	}
+	// Logged in: only the full re-read looks again; nothing more is poked.
+	select {
+	case k := <-poked:
+		t.Fatalf("poked %s again with nothing changed", k)
+	case <-time.After(300 * time.Millisecond):
+	}
+}
