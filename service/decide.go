@@ -284,19 +284,32 @@ func decideUnreadable(in inputs, err *ConnError) action {
 	return failedRead(in, err, "a read failed")
 }
 
-// unreadableRetry is how soon a connection that is there but unreadable is
-// read again (at most: the probe interval may be shorter). A read costs one
-// helper process; a connection that works again is so reported within about
-// a second of its first good read, whatever the backoff.
-const unreadableRetry = time.Second
+// unreadableRetry is how soon, at most, a connection that is there but
+// unreadable is read again (the probe interval may be shorter). The first
+// reads after a failure come sooner, from firstReadRetry and doubling with
+// each failed try: a read that failed as a link came back (its transport
+// was not up yet) is followed by one that works within a fraction of a
+// second; a read costs a pipe round trip to a kept helper.
+const (
+	unreadableRetry = time.Second
+	firstReadRetry  = 100 * time.Millisecond
+)
+
+// readRetry is how soon a read follows attempts failed tries.
+func readRetry(attempts uint32, interval time.Duration) time.Duration {
+	d := unreadableRetry
+	if attempts < 4 {
+		d = min(d, firstReadRetry<<attempts)
+	}
+	return min(d, interval)
+}
 
 // failedRead is failed for a connection that is there but unreadable: the
-// next try (a read, after an idempotent connect) comes within
-// unreadableRetry whatever the backoff, since nothing is torn down or made
-// anew.
+// next try (a read, after an idempotent connect) comes within readRetry
+// whatever the backoff, since nothing is torn down or made anew.
 func failedRead(in inputs, err *ConnError, why string) action {
 	act := failed(in, err, why)
-	if next := in.now.Add(min(unreadableRetry, in.health.Interval)); act.until.After(next) {
+	if next := in.now.Add(readRetry(in.actual.attempts, in.health.Interval)); act.until.After(next) {
 		act.until = next
 	}
 	return act

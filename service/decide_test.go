@@ -173,6 +173,39 @@ func TestDecide(t *testing.T) {
 	}
 }
 
+// TestReadRetry: a connection that is there but unreadable is read again
+// soon after its first failed read (a link that just came back), then
+// less often, never less often than every second, and never less often
+// than the probe interval.
+func TestReadRetry(t *testing.T) {
+	now := time.Unix(1_000_000, 0)
+	policy := ReconnectPolicy{Initial: time.Second, Max: time.Hour, Jitter: 0}
+	for _, c := range []struct {
+		attempts uint32
+		interval time.Duration
+		want     time.Duration
+	}{
+		{0, 5 * time.Second, 100 * time.Millisecond},
+		{1, 5 * time.Second, 200 * time.Millisecond},
+		{3, 5 * time.Second, 800 * time.Millisecond},
+		{4, 5 * time.Second, time.Second},
+		{40, 5 * time.Second, time.Second},
+		{40, 300 * time.Millisecond, 300 * time.Millisecond},
+	} {
+		a := actual{origin: originOurs, state: StateRetrying, attempts: c.attempts, backoff: time.Hour,
+			lastErr: NewConnError(ErrNameIOError, "x")}
+		in := inputs{wanted: true, canProbe: true, now: now, policy: policy, actual: a,
+			seen:  &seen{obs: Observation{Present: true, Connected: true, Instance: "s3"}},
+			probe: &ProbeResult{Err: NewConnError(ErrNameIOError, "read /dev/sdb: input/output error")}}
+		in.health = HealthPolicy{Interval: c.interval}.withDefaults()
+		got := decide(in)
+		if got.kind != doReport || got.report != reportFailed || got.until.Sub(now) != c.want {
+			t.Errorf("after %d failed tries (interval %s): %+v (%s), want failed, read again in %s",
+				c.attempts, c.interval, got, got.why, c.want)
+		}
+	}
+}
+
 // TestDecideSettles runs decide and the actual-state writers together, as
 // the pass does, and checks that every situation reaches a step that ends
 // the pass within maxSteps: no rule undoes what another just recorded.

@@ -118,6 +118,8 @@ func (s *Service) probe(t *target, pr Prober, spec Spec, obs Observation, interr
 	s.apply(t, func(a *actual) bool { return a.probed(res, now) })
 	if res.Err != nil {
 		s.log.Debug("probe failed", "target", string(t.key), "err", res.Err, "delay", res.Delay)
+	} else {
+		s.log.Debug("probe worked", "target", string(t.key), "delay", res.Delay)
 	}
 	return res, false
 }

@@ -57,8 +57,11 @@ func (s *Service) reachRound() {
 	s.mu.Lock()
 	seen := make(map[reachKey]bool)
 	for _, t := range s.targets {
+		if t.actual.usable || len(t.cids) == 0 || (t.pathKnown && !t.path.Usable) {
+			continue
+		}
 		r, ok := s.opts.Backends[t.spec.Kind].(Reacher)
-		if !ok || len(t.cids) == 0 || t.actual.usable || (t.pathKnown && !t.path.Usable) {
+		if !ok {
 			continue
 		}
 		k := reachKey{t.spec.Kind, r.Server(t.spec)}
@@ -112,8 +115,10 @@ func (s *Service) reached(k reachKey, err error) {
 	}
 	n := 0
 	for _, t := range s.targets {
-		r, ok := s.opts.Backends[t.spec.Kind].(Reacher)
-		if !ok || t.spec.Kind != k.kind || len(t.cids) == 0 || t.actual.usable || r.Server(t.spec) != k.server {
+		if t.actual.usable || len(t.cids) == 0 || t.spec.Kind != k.kind {
+			continue
+		}
+		if r, ok := s.opts.Backends[t.spec.Kind].(Reacher); !ok || r.Server(t.spec) != k.server {
 			continue
 		}
 		t.force = true
