@@ -33,6 +33,9 @@ func TestHealthBenchLinkUpGroundTruth(t *testing.T) {
 	healthExports(t)
 	f := newNetFixture(t)
 	c := f.c
+	if os.Getenv("STORKEEP_E2E_DEBUG") != "" {
+		useHealthConfig(t, c, "")
+	}
 	nfsCID, isCID := f.manageBoth("-linkup")
 	waitConnected(t, c, nfsCID, true, 90*time.Second)
 	waitConnected(t, c, isCID, true, 90*time.Second)

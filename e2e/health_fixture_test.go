@@ -5,16 +5,18 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 
 	godbus "github.com/godbus/dbus/v5"
 
@@ -22,13 +24,13 @@ import (
 )
 
 // The health tests (issue 14) check what storkeep says against what a
-// read through the connection does. Every such read runs in a dd process
-// (never in the test process: a read of a hung mount or a queued block
-// device can block for minutes) with a deadline; the test stops waiting
-// for it at the deadline whatever the process does.
+// read through the connection does. Every such read runs on a thread of
+// its own (a read of a hung mount or a queued block device can block for
+// minutes) with a deadline; the test stops waiting for it at the deadline
+// whatever the thread does.
 
 // readDeadline is the deadline of one read through a connection, from
-// the moment dd runs.
+// the moment its thread runs.
 const readDeadline = 500 * time.Millisecond
 
 // healthPrefix is the CID prefix of the NFS health tests (iSCSI CIDs use
@@ -50,9 +52,9 @@ const (
 type readResult struct {
 	start, end time.Time
 	ok         bool
-	msg        string // dd's words when it failed, or why it was given up
-	// slow: past its deadline, dd had not started reading or was
-	// runnable (waiting for a CPU, not for the I/O): the test host was
+	msg        string // the error when it failed, or why it was given up
+	// slow: past its deadline, its thread was runnable (waiting for a
+	// CPU, not for the I/O), or it was not started: the test host was
 	// slow, which says nothing about the connection. Such a read counts
 	// neither as working nor as failed.
 	slow bool
@@ -67,7 +69,7 @@ func (r readResult) failed() bool { return !r.ok && !r.slow && !r.noEntry() }
 
 // noEntry is a read the server answered: the file is not there.
 func (r readResult) noEntry() bool {
-	return !r.ok && strings.Contains(r.msg, "No such file or directory")
+	return !r.ok && strings.Contains(strings.ToLower(r.msg), "no such file or directory")
 }
 
 func (r readResult) String() string {
@@ -79,8 +81,8 @@ func (r readResult) String() string {
 
 // procState returns the command name and the state letter of a process
 // (/proc/PID/stat), or "" for both if it cannot be read.
-func procState(pid int) (comm, state string) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+func procState(pid any) (comm, state string) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%v/stat", pid))
 	if err != nil {
 		return "", ""
 	}
@@ -93,67 +95,113 @@ func procState(pid int) (comm, state string) {
 }
 
 // readThrough reads the first 4 KiB of path with O_DIRECT (a file on an
-// NFS mount, or an iSCSI LUN's block device) in a dd process killed at
-// readDeadline. It returns at the deadline, plus a little to let a killed
-// process go, even if the process does not die (a read queued on a
-// recovering iSCSI session waits in the kernel until the I/O ends): it is
-// reaped in the background.
+// NFS mount, or an iSCSI LUN's block device), as dd iflag=direct would,
+// on a thread of its own, and waits for it at most readDeadline. A read
+// that does not answer is left to its thread (a read of a hung mount, or
+// one queued on a recovering iSCSI session, waits in the kernel until its
+// I/O ends; the thread ends with it): no process is started per read, so
+// the time of a read is the read's, not a fork's in a busy test host.
 func readThrough(path string) readResult {
-	cmd := exec.Command("dd", "if="+path, "of=/dev/null", "bs=4096", "count=1", "iflag=direct", "status=none")
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	r := readResult{start: time.Now()}
-	if err := cmd.Start(); err != nil {
-		r.end, r.msg = time.Now(), err.Error()
-		return r
+	if blockedReads.Load() >= maxBlockedReads {
+		now := time.Now()
+		return readResult{start: now, end: now, slow: true,
+			msg: fmt.Sprintf("not started: %d earlier reads still blocked", maxBlockedReads)}
 	}
-	// The read starts once dd runs (Start returns after its exec): a
-	// fork and exec slowed by a busy test host is no part of it.
-	r.start = time.Now()
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	timer := time.NewTimer(readDeadline)
+	type answer struct {
+		err error
+		end time.Time
+	}
+	type begun struct {
+		tid int
+		at  time.Time
+	}
+	done := make(chan answer, 1)
+	started := make(chan begun, 1)
+	blockedReads.Add(1)
+	go func() {
+		// Never unlocked: the thread ends with the goroutine, so a read
+		// that blocked for minutes leaves no thread behind.
+		runtime.LockOSThread()
+		at := time.Now()
+		started <- begun{syscall.Gettid(), at}
+		err := directRead(path)
+		end := time.Now()
+		blockedReads.Add(-1)
+		done <- answer{err, end}
+	}()
+	b := <-started
+	id := b.tid
+	r := readResult{start: b.at}
+	timer := time.NewTimer(time.Until(r.start.Add(readDeadline)))
 	defer timer.Stop()
 	select {
-	case err := <-done:
-		r.end = time.Now()
-		r.ok = err == nil
-		if err != nil {
-			r.msg = strings.TrimSpace(stderr.String())
-			if r.msg == "" {
-				r.msg = err.Error()
-			}
+	case a := <-done:
+		r.end, r.ok = a.end, a.err == nil
+		if a.err != nil {
+			r.msg = a.err.Error()
 		}
 	case <-timer.C:
 		r.end = time.Now()
-		comm, state := procState(cmd.Process.Pid)
-		if state == "Z" || state == "" {
-			// dd has ended (a zombie, or already collected), within the
-			// deadline: its result stands, once Wait has it.
-			select {
-			case err := <-done:
-				r.ok = err == nil
-				if err != nil {
-					r.msg = strings.TrimSpace(stderr.String())
-				}
-				return r
-			case <-time.After(time.Second):
-				comm, state = procState(cmd.Process.Pid)
-			}
-		}
-		_ = cmd.Process.Kill()
-		r.msg = fmt.Sprintf("no answer within %s (dd state %s)", readDeadline, state)
-		r.slow = comm != "dd" || state == "R"
-		if comm != "dd" {
-			r.msg = fmt.Sprintf("no answer within %s, and no word from /proc of dd (%q)", readDeadline, comm)
-		}
+		state := threadState(id)
 		select {
-		case <-done:
-		case <-time.After(200 * time.Millisecond):
-			r.msg += " (dd still blocked after SIGKILL)"
+		case a := <-done:
+			// It ended as the deadline came: its result stands.
+			r.ok = a.err == nil
+			if a.err != nil {
+				r.msg = a.err.Error()
+			}
+			return r
+		default:
+		}
+		// A read waiting for its I/O sleeps uninterruptibly (D: block
+		// I/O, and NFS's killable waits). A thread runnable (R) or
+		// asleep (S: parked by the Go runtime, waiting for a CPU to run
+		// on once its syscall returned) waits for the test process, not
+		// for the connection: the test host was slow, which says nothing
+		// about the connection.
+		r.slow = state != "D"
+		r.msg = fmt.Sprintf("no answer within %s (thread state %s)", readDeadline, state)
+		if w, err := os.ReadFile(fmt.Sprintf("/proc/self/task/%d/wchan", id)); err == nil && len(w) > 0 {
+			r.msg = fmt.Sprintf("no answer within %s (thread state %s in %s)", readDeadline, state, w)
 		}
 	}
 	return r
+}
+
+// blockedReads counts the reads of readThrough that have not returned;
+// past maxBlockedReads no more are started.
+var blockedReads atomic.Int64
+
+const maxBlockedReads = 200
+
+// directRead opens path with O_DIRECT and reads its first 4 KiB.
+func directRead(path string) error {
+	fd, err := syscall.Open(path, syscall.O_RDONLY|syscall.O_DIRECT|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	defer syscall.Close(fd)
+	buf := make([]byte, 2*4096)
+	off := int(uintptr(unsafe.Pointer(&buf[0])) & 4095)
+	if off != 0 {
+		off = 4096 - off
+	}
+	n, err := syscall.Pread(fd, buf[off:off+4096], 0)
+	if err != nil {
+		return &os.PathError{Op: "read", Path: path, Err: err}
+	}
+	if n <= 0 {
+		return &os.PathError{Op: "read", Path: path, Err: fmt.Errorf("%d bytes", n)}
+	}
+	return nil
+}
+
+// threadState returns the state letter of one of this process's threads
+// (/proc/self/task/TID/stat), or "" if it cannot be read (the thread
+// ended).
+func threadState(tid int) string {
+	_, state := procState(fmt.Sprintf("self/task/%d", tid))
+	return state
 }
 
 // getProp reads one Connection property with a deadline: a daemon that
@@ -287,6 +335,10 @@ func useHealthConfig(t *testing.T, c *godbus.Conn, content string) {
 		}
 		try(t, "systemctl", "reload", "storkeepd.service")
 	})
+	if os.Getenv("STORKEEP_E2E_DEBUG") != "" {
+		// Every read in the journal (journal.txt in the run's output).
+		content = "[daemon]\nlog_level = \"debug\"\n" + content
+	}
 	if err := os.WriteFile(configPath, []byte(content), 0o644); err != nil {
 		t.Fatal(err)
 	}
