@@ -20,8 +20,11 @@ type probingBackend struct {
 	heals   map[TargetKey]int
 	answers error // what Reach returns
 	nreach  int
-	hang    bool          // reads hang until their deadline
-	reading chan struct{} // gets a value when a read starts (if set)
+	// stuckReach, if set, holds Reach until it is closed (a check sent
+	// while the server was silent, still waiting), whatever its context.
+	stuckReach chan struct{}
+	hang       bool          // reads hang until their deadline
+	reading    chan struct{} // gets a value when a read starts (if set)
 }
 
 func newProbingBackend(fb *fakeBackend) *probingBackend {
@@ -57,9 +60,15 @@ func (b *probingBackend) Server(spec Spec) string { return spec.Host() }
 
 func (b *probingBackend) Reach(ctx context.Context, spec Spec) error {
 	b.pmu.Lock()
-	defer b.pmu.Unlock()
 	b.nreach++
-	return b.answers
+	answers, stuck := b.answers, b.stuckReach
+	b.stuckReach = nil // only the next check is held
+	b.pmu.Unlock()
+	if stuck != nil {
+		<-stuck
+		return errors.New("no answer")
+	}
+	return answers
 }
 
 func (b *probingBackend) setRead(k TargetKey, err *ConnError) {
@@ -171,6 +180,49 @@ func TestServerAnsweringAgainEndsTheBackoff(t *testing.T) {
 		clock.advance(reachEvery)
 		return ts.status("vm1").Connected
 	})
+}
+
+// A check sent while the server was silent may wait long for its answer:
+// it does not hold up the next one, and the server back is connected
+// without waiting for it; its late failure changes nothing.
+func TestSilentCheckDoesNotHoldUpTheNext(t *testing.T) {
+	var pb *probingBackend
+	clock := newFakeClock()
+	ts := newTestService(t, withProbing(&pb), withClock(clock), withBackoff(1000*time.Hour, 1000*time.Hour))
+	spec := specFor(t, "nfs://10.0.0.1/back")
+	pb.answers = errors.New("connection refused")
+	ts.be.fail(spec.Target, opConnect, NewConnError("ServerUnreachable", "refused"))
+	ts.manage("vm1", spec)
+	eventually(t, "the first attempt failed", func() bool { return ts.status("vm1").Attempts == 1 })
+	clock.advance(reachEvery) // silent: a check that fails
+	eventually(t, "the server was asked", func() bool { pb.pmu.Lock(); defer pb.pmu.Unlock(); return pb.nreach >= 1 })
+	stuck := make(chan struct{})
+	pb.pmu.Lock()
+	pb.stuckReach = stuck
+	asked := pb.nreach
+	pb.pmu.Unlock()
+	// Wait for the stuck check to start before the server comes back.
+	eventually(t, "a check is held", func() bool {
+		clock.advance(reachEvery)
+		pb.pmu.Lock()
+		defer pb.pmu.Unlock()
+		return pb.stuckReach == nil && pb.nreach > asked
+	})
+	ts.waitIdle(spec.Target)
+	ts.be.fail(spec.Target, opConnect, nil)
+	pb.pmu.Lock()
+	pb.answers = nil
+	pb.pmu.Unlock()
+	eventually(t, "reconnected while the silent check still waits", func() bool {
+		clock.advance(reachEvery)
+		return ts.status("vm1").Connected
+	})
+	close(stuck)
+	clock.advance(reachEvery)
+	ts.waitIdle(spec.Target)
+	if st := ts.status("vm1"); !st.Connected {
+		t.Fatalf("after the silent check failed late: %+v", st)
+	}
 }
 
 // A read that hangs (a session in recovery queues its I/O) does not hold

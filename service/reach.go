@@ -9,17 +9,24 @@ import (
 
 // reachEvery is how often the server of a target that is down, with a
 // usable path, is asked whether it answers (Reacher); reachTimeout bounds
-// one question.
+// one question, and at most reachInFlight of them are in flight per
+// server. Questions overlap: one asked while the server was silent waits
+// for its deadline (a TCP SYN is sent again only after a second), while
+// one asked a quarter of a second later, once the server is back, answers
+// at once.
 const (
-	reachEvery   = time.Second
-	reachTimeout = time.Second
+	reachEvery    = 250 * time.Millisecond
+	reachTimeout  = time.Second
+	reachInFlight = 4
 )
 
-// reachState is what the last check of one server found.
+// reachState is what the checks of one server found.
 type reachState struct {
-	asking    bool // a check is in flight
-	answered  bool // the last check got an answer
-	failedYet bool // some check did not (only a return after silence triggers attempts)
+	asking    int    // checks in flight
+	asked     uint64 // checks started
+	latest    uint64 // the latest check whose result is recorded
+	answered  bool   // that check got an answer
+	failedYet bool   // some check did not (only a return after silence triggers attempts)
 }
 
 // reachKey names one server as one backend sees it.
@@ -52,6 +59,7 @@ func (s *Service) reachRound() {
 		key  reachKey
 		r    Reacher
 		spec Spec
+		seq  uint64
 	}
 	var checks []check
 	s.mu.Lock()
@@ -74,13 +82,14 @@ func (s *Service) reachRound() {
 			st = &reachState{}
 			s.reach[k] = st
 		}
-		if !st.asking {
-			st.asking = true
-			checks = append(checks, check{k, r, t.spec})
+		if st.asking < reachInFlight {
+			st.asking++
+			st.asked++
+			checks = append(checks, check{k, r, t.spec, st.asked})
 		}
 	}
 	for k, st := range s.reach {
-		if !seen[k] && !st.asking {
+		if !seen[k] && st.asking == 0 {
 			delete(s.reach, k) // nothing waits on it any more
 		}
 	}
@@ -92,21 +101,26 @@ func (s *Service) reachRound() {
 			ctx, cancel := context.WithTimeout(s.ctx, reachTimeout)
 			err := c.r.Reach(ctx, c.spec)
 			cancel()
-			s.reached(c.key, err)
+			s.reached(c.key, c.seq, err)
 		}()
 	}
 }
 
-// reached records one check; a server that answers after silence pokes
-// every target on it that is down, for an attempt now.
-func (s *Service) reached(k reachKey, err error) {
+// reached records check seq; a server that answers after silence pokes
+// every target on it that is down, for an attempt now. A check that ends
+// after a later one is ignored: it says less about now.
+func (s *Service) reached(k reachKey, seq uint64, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := s.reach[k]
 	if st == nil {
 		return
 	}
-	st.asking = false
+	st.asking--
+	if seq < st.latest {
+		return
+	}
+	st.latest = seq
 	back := err == nil && !st.answered && st.failedYet
 	st.answered = err == nil
 	st.failedYet = st.failedYet || err != nil

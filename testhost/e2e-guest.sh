@@ -51,8 +51,6 @@ run=()
 rc=0
 ./e2e.test -test.v -test.timeout 20m "${run[@]}" || rc=$?
 echo "== e2e suite done at $(up) s"
-# The journal to the microsecond, for reading a run's timings afterwards.
-journalctl -b --no-pager -o short-precise >"$STORKEEP_TESTHOST_OUT/journal.txt" 2>&1 || true
 # The reboot, for the whole suite or a run pattern that names its test.
 if [[ -z "${STORKEEP_E2E_RUN:-}" || TestBootOrderingAcrossReboot =~ ${STORKEEP_E2E_RUN} ]]; then
   echo "== boot ordering: preparing the next boot at $(up) s"

@@ -12,7 +12,7 @@
 #   are reachable there. OUTDIR (default: a new temp dir, printed) receives:
 #     log          the script's stdout+stderr
 #     rc           the script's exit code
-#     journal.txt  journalctl -b of the guest
+#     journal.txt  journalctl -b -o short-precise of the guest
 #     console.log  the UML console (kernel + systemd), always kept
 #     timing.txt   the timings printed at the end
 #   Files the script writes to $STORKEEP_TESTHOST_OUT (/mnt/out) land in OUTDIR.
@@ -208,7 +208,7 @@ export HOME=/root LANG=C.UTF-8
 cd /mnt/host
 bash "/mnt/host/$SCRIPT" </dev/null 2>&1 | tee /mnt/out/log
 rc=${PIPESTATUS[0]}
-journalctl -b --no-pager >/mnt/out/journal.txt 2>&1
+journalctl -b --no-pager -o short-precise >/mnt/out/journal.txt 2>&1
 echo "$rc" >/mnt/out/rc.tmp && mv /mnt/out/rc.tmp /mnt/out/rc
 sync
 echo "storkeep-testhost-run: script exited $rc, powering off"
