@@ -35,11 +35,12 @@ type Runner struct {
 	helper    string
 	helperErr error
 
-	mu     sync.Mutex
-	stuck  map[string][]stuckRead // key -> its killed helpers that have not exited
-	idle   []*worker              // the most recently used last
-	closed bool
-	starts int // helpers started, for tests and benchmarks
+	mu       sync.Mutex
+	stuck    map[string][]stuckRead // key -> its killed helpers that have not exited
+	idle     []*worker              // the most recently used last
+	starting int                    // helpers being started to refill idle
+	closed   bool
+	starts   int // helpers started, for tests and benchmarks
 }
 
 // waitDelay bounds the wait for a killed helper to exit before its key is
@@ -127,9 +128,13 @@ func (r *Runner) Probe(ctx context.Context, key string, mode Mode, paths ...stri
 	}
 }
 
-// abandon kills a helper whose read did not answer in time.
+// abandon kills a helper whose read did not answer in time, and starts
+// another for the reads to come: when the storage answers again, the
+// first read must not wait for a process start (which takes a second in
+// a busy one-CPU guest).
 func (r *Runner) abandon(w *worker, key string, start time.Time, paths []string) Result {
 	w.kill()
+	go r.refill()
 	waited := time.Since(start)
 	select {
 	case <-w.exited:
@@ -239,6 +244,25 @@ func (r *Runner) get() (w *worker, reused bool, err error) {
 	r.mu.Unlock()
 	w, err = r.start()
 	return w, false, err
+}
+
+// refill starts one helper for the idle list, unless it is full.
+func (r *Runner) refill() {
+	r.mu.Lock()
+	if r.closed || len(r.idle)+r.starting >= r.Keep {
+		r.mu.Unlock()
+		return
+	}
+	r.starting++
+	r.starts++
+	r.mu.Unlock()
+	w, err := r.start()
+	r.mu.Lock()
+	r.starting--
+	r.mu.Unlock()
+	if err == nil {
+		r.put(w)
+	}
 }
 
 // put keeps a helper that answered, or tells it to exit when enough are
