@@ -145,38 +145,6 @@ func variants(vals []kv) map[string]godbus.Variant {
 	return out
 }
 
-// changedIfaces returns, per interface, the properties that differ between
-// two statuses of one CID.
-func changedIfaces(old, cur service.Status) []struct {
-	iface   string
-	changed map[string]godbus.Variant
-} {
-	var out []struct {
-		iface   string
-		changed map[string]godbus.Variant
-	}
-	for _, i := range connInterfaces(cur) {
-		if len(i.vals) == 0 {
-			continue
-		}
-		prev, _ := ifaceProps(old, i.name)
-		a := variants(prev)
-		changed := make(map[string]godbus.Variant)
-		for k, v := range variants(i.vals) {
-			if !notSignalled[k] && a[k].String() != v.String() {
-				changed[k] = v
-			}
-		}
-		if len(changed) > 0 {
-			out = append(out, struct {
-				iface   string
-				changed map[string]godbus.Variant
-			}{i.name, changed})
-		}
-	}
-	return out
-}
-
 func infoVariants(info map[string]any) map[string]godbus.Variant {
 	out := make(map[string]godbus.Variant, len(info))
 	for k, v := range info {
