@@ -282,21 +282,21 @@ func (s *Server) swapReply(msg godbus.Message, signature string, enc func(*wireE
 			"the reply would be %d bytes, and one D-Bus message holds at most %d (limits.max_message_size); "+
 				"Manager.List pages (options limit and after)", len(e.b), max)})
 	}
-	return s.swapBody(msg, signature, e.b, nil), nil
+	return s.swapBody(msg, signature, [][]byte{e.b}, len(e.b), nil), nil
 }
 
-// swapBody arranges for body, of type signature, to replace the reply
-// the handler of msg then returns; written calls done, if not nil, once
-// body is written. It reports false when it cannot: the caller wants no
-// reply, or names no sender.
-func (s *Server) swapBody(msg godbus.Message, signature string, body []byte, written func()) bool {
-	if s.swap == nil || msg.Flags&godbus.FlagNoReplyExpected != 0 || len(body) > maxSwappedBodySize {
+// swapBody arranges for body, of type signature and size bytes in
+// pieces, to replace the reply the handler of msg then returns; written,
+// if not nil, is called once body is written. It reports false when it
+// cannot: the caller wants no reply, or names no sender.
+func (s *Server) swapBody(msg godbus.Message, signature string, body [][]byte, size int, written func()) bool {
+	if s.swap == nil || msg.Flags&godbus.FlagNoReplyExpected != 0 || size > maxSwappedBodySize {
 		return false
 	}
 	sender, ok := msg.Headers[godbus.FieldSender].Value().(string)
 	if !ok {
 		return false
 	}
-	s.swap.register(sender, msg.Serial(), signature, body, written)
+	s.swap.register(sender, msg.Serial(), signature, body, size, written)
 	return true
 }

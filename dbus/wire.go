@@ -150,15 +150,9 @@ func (e *wireEncoder) variant(v any) error {
 }
 
 // kvs writes an a{sv} from named values in their order.
-func (e *wireEncoder) kvs(vals []kv) error { return e.kvsSome(vals, nil) }
-
-// kvsSome is kvs of the values whose index keep marks (nil: all).
-func (e *wireEncoder) kvsSome(vals []kv, keep []bool) error {
+func (e *wireEncoder) kvs(vals []kv) error {
 	lp, st := e.beginArray(8)
-	for i, p := range vals {
-		if keep != nil && !keep[i] {
-			continue
-		}
+	for _, p := range vals {
 		e.align(8)
 		if err := e.str(p.k); err != nil {
 			return err
