@@ -37,6 +37,11 @@ type replySwapper struct {
 	err   error  // the stream is out of step: every Write fails
 }
 
+// buffersWriter writes several buffers in turn, as one message.
+type buffersWriter interface {
+	writeBuffers(net.Buffers) (int64, error)
+}
+
 // maxSwappedBodySize bounds a body the swapper sends: with its header it
 // must stay within maxMessageSize, the longest message D-Bus allows.
 const maxSwappedBodySize = maxMessageSize - 4096
@@ -200,13 +205,15 @@ func (r *replySwapper) decide(b []byte) error {
 	if err != nil {
 		return nil // the placeholder is still a valid reply
 	}
-	// The header, then each piece of the body, which is not copied again.
-	if _, err := r.Conn.Write(hdr); err != nil {
-		return err
-	}
-	for _, p := range sw.body {
-		if _, err = r.Conn.Write(p); err != nil {
-			break
+	// The header, then each piece of the body, which is not copied again:
+	// in one writev where the connection below has one (busFilter).
+	if bw, ok := r.Conn.(buffersWriter); ok {
+		_, err = bw.writeBuffers(append(net.Buffers{hdr}, sw.body...))
+	} else if _, err = r.Conn.Write(hdr); err == nil {
+		for _, p := range sw.body {
+			if _, err = r.Conn.Write(p); err != nil {
+				break
+			}
 		}
 	}
 	if sw.written != nil {
