@@ -38,8 +38,9 @@ func changedByVariants(old, cur service.Status) map[string]map[string]godbus.Var
 }
 
 func observedChanges(old, cur service.Status) map[string]map[string]godbus.Variant {
-	seen, _ := observe(nil, old)
-	_, changes := observe(&seen, cur)
+	var enc wireEncoder
+	seen, _ := observe(nil, &old, &enc)
+	_, changes := observe(&seen, &cur, &enc)
 	out := map[string]map[string]godbus.Variant{}
 	for _, c := range changes {
 		if _, dup := out[c.iface]; dup {
@@ -150,20 +151,47 @@ func TestObserveSignalsEachPropertyAlone(t *testing.T) {
 	}
 }
 
-// TestSeenPropsFitEveryKind: what the server keeps of each object fits
-// the signalled properties of any kind.
-func TestSeenPropsFitEveryKind(t *testing.T) {
-	for _, st := range testStatuses() {
-		n := 0
+// TestSeenFieldsAreTheSignalledProperties: the fingerprinted properties
+// of each kind are the ones connInterfaces gives, but ReadDelay and
+// LastProbe, in its order, and fit seenProps.
+func TestSeenFieldsAreTheSignalledProperties(t *testing.T) {
+	for _, st := range append(testStatuses(), service.Status{Kind: "other"}) {
+		var want, got []string
 		for _, i := range connInterfaces(st) {
 			for _, p := range i.vals {
 				if !notSignalled[p.k] {
-					n++
+					want = append(want, i.name+"."+p.k)
 				}
 			}
 		}
-		if n > seenProps {
-			t.Errorf("%s (%s): %d signalled properties, seenProps is %d", st.ID, st.Kind, n, seenProps)
+		for _, f := range seenFieldsOf(st.Kind) {
+			got = append(got, f.iface+"."+f.name)
 		}
+		if !slices.Equal(got, want) {
+			t.Errorf("%s (%s): fingerprinted %v, signalled %v", st.ID, st.Kind, got, want)
+		}
+		if len(got) > seenProps {
+			t.Errorf("%s (%s): %d signalled properties, seenProps is %d", st.ID, st.Kind, len(got), seenProps)
+		}
+	}
+}
+
+// TestConnectionInfoFingerprintIsTyped: ConnectionInfo values equal as
+// numbers but of other types, or moved to another key, are a change.
+func TestConnectionInfoFingerprintIsTyped(t *testing.T) {
+	var enc wireEncoder
+	a := fpInfo(map[string]any{"lun": uint32(1), "port": uint16(2)}, &enc)
+	for _, m := range []map[string]any{
+		{"lun": int32(1), "port": uint16(2)},
+		{"lun": uint16(2), "port": uint32(1)},
+		{"lun": uint32(1)},
+		{"lun": uint32(1), "port": uint16(2), "x": ""},
+	} {
+		if fpInfo(m, &enc) == a {
+			t.Errorf("%v has the fingerprint of {lun: uint32 1, port: uint16 2}", m)
+		}
+	}
+	if fpInfo(map[string]any{"port": uint16(2), "lun": uint32(1)}, &enc) != a {
+		t.Error("the same map has another fingerprint")
 	}
 }

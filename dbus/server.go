@@ -62,8 +62,9 @@ type Server struct {
 	refused   *ratelog.Limiter
 	callerUID func(ctx context.Context, sender string) (uint32, error)
 
-	mu      sync.Mutex                 // guards emitted
+	mu      sync.Mutex                 // guards emitted and seenEnc
 	emitted map[service.CID]seenObject // what clients were told (seen.go)
+	seenEnc wireEncoder                // observe's scratch
 
 	// pings are Ping's round trips through Serve's loop.
 	pings chan chan struct{}
@@ -143,9 +144,9 @@ func (s *Server) Serve(ctx context.Context) error {
 	sub.Take()
 	s.mu.Lock()
 	s.svc.ListPages(service.ListQuery{}, listChunk, func(page []service.Status, _ int) bool {
-		for _, st := range page {
-			if st.Managed {
-				s.emitted[service.CID(st.ID)], _ = observe(nil, st)
+		for i := range page {
+			if page[i].Managed {
+				s.emitted[service.CID(page[i].ID)], _ = observe(nil, &page[i], &s.seenEnc)
 			}
 		}
 		return true
@@ -217,11 +218,11 @@ func (s *Server) emit(events []service.Event) {
 			}
 			old, seen := s.emitted[ev.CID]
 			if !seen {
-				s.emitted[ev.CID], _ = observe(nil, st)
+				s.emitted[ev.CID], _ = observe(nil, &st, &s.seenEnc)
 				s.signal(RootPath, ObjectManagerIface+".InterfacesAdded", path, interfacesOf(st))
 				continue
 			}
-			cur, changes := observe(&old, st)
+			cur, changes := observe(&old, &st, &s.seenEnc)
 			s.emitted[ev.CID] = cur
 			for _, c := range changes {
 				s.signal(path, PropertiesIface+".PropertiesChanged", c.iface, c.changed, []string{})
