@@ -8,7 +8,6 @@ package dbus
 
 import (
 	"context"
-	"encoding/binary"
 	"fmt"
 	"slices"
 	"strings"
@@ -128,39 +127,21 @@ func (s *Server) list(msg godbus.Message, q listQuery) (map[string]map[string]go
 // reply would not fit in one message.
 func (s *Server) encodeList(q listQuery, host []service.HostConnection) (*blockBody, *godbus.Error) {
 	query := service.ListQuery{Prefix: q.prefix, After: q.after, Limit: q.limit, Host: host, NoInfo: !q.wantsInfo()}
-	maxBody := s.limits().MaxMessageSize - replyHeaderRoom
 	keep := listFieldMask(q.keys)
-	body := &blockBody{}
-	body.write(zeros[:8]) // the array's length, then padding to its first entry
-	var (
-		entry     wireEncoder
-		encodeErr error
-		n         int
-	)
-	s.svc.ListPages(query, listChunk, func(page []service.Status, _ int) bool {
-		for i := range page {
-			if encodeErr = encodeListEntry(&entry, &page[i], keep); encodeErr != nil {
-				return false
-			}
-			body.align(8)
-			body.write(entry.b)
-		}
-		n += len(page)
-		return body.size <= maxBody
+	body, n, err := s.encodeEntries(query, func(e *wireEncoder, st *service.Status) (bool, error) {
+		return true, encodeListEntry(e, st, keep)
 	})
 	switch {
-	case encodeErr != nil:
-		body.release()
+	case err != nil:
 		if s.log != nil {
-			s.log.Debug("List reply encoded by godbus", "reason", encodeErr)
+			s.log.Debug("List reply encoded by godbus", "reason", err)
 		}
 		return nil, nil
-	case body.size > maxBody:
+	case body.size > s.limits().MaxMessageSize-replyHeaderRoom:
 		size := body.size
 		body.release()
 		return nil, listTooLarge(q, n, size, s.limits().MaxMessageSize)
 	}
-	binary.LittleEndian.PutUint32(body.blocks[0], uint32(body.size-8))
 	return body, nil
 }
 

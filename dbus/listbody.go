@@ -2,14 +2,15 @@
 
 package dbus
 
-// A List reply's body, encoded an entry at a time straight from the
-// statuses into fixed-size blocks. A 10,000-entry reply is 3 to 8 MB:
+// A List (or GetManagedObjects) reply's body, encoded an entry at a time
+// straight from the statuses into fixed-size blocks. A 10,000-entry reply is 3 to 8 MB:
 // one contiguous buffer grew by copying (both copies live at once), and
 // pooled for the next call it held its largest size while the daemon
-// idled; boxing each value for the generic encoder was a third of List's
-// CPU.
+// idled; boxing each value into an interface for the generic encoder,
+// then switching on its type, was a tenth of List's CPU.
 
 import (
+	"encoding/binary"
 	"sync"
 
 	"github.com/storkeep/storkeep/service"
@@ -167,4 +168,43 @@ func encodeListEntry(e *wireEncoder, st *service.Status, keep []bool) error {
 	}
 	e.endArray(lp, start)
 	return nil
+}
+
+// encodeEntries encodes the body of a reply that is one array of
+// dictionary entries (List, GetManagedObjects) from the statuses query
+// selects, a chunk at a time, into blocks: entry writes the entry of one
+// status into a scratch encoder (the entry starts 8-aligned) or reports
+// false to leave it out. It stops once the body is larger than a message
+// may be (the caller says so: body.size) and returns the entries written,
+// or the error of the first one entry could not write (no body).
+func (s *Server) encodeEntries(query service.ListQuery, entry func(e *wireEncoder, st *service.Status) (bool, error)) (*blockBody, int, error) {
+	maxBody := s.limits().MaxMessageSize - replyHeaderRoom
+	body := &blockBody{}
+	body.write(zeros[:8]) // the array's length, then padding to its first entry
+	var (
+		scratch wireEncoder
+		err     error
+		n       int
+	)
+	s.svc.ListPages(query, listChunk, func(page []service.Status, _ int) bool {
+		for i := range page {
+			scratch.b = scratch.b[:0]
+			var ok bool
+			if ok, err = entry(&scratch, &page[i]); err != nil {
+				return false
+			}
+			if ok {
+				body.align(8)
+				body.write(scratch.b)
+				n++
+			}
+		}
+		return body.size <= maxBody
+	})
+	if err != nil {
+		body.release()
+		return nil, 0, err
+	}
+	binary.LittleEndian.PutUint32(body.blocks[0], uint32(body.size-8))
+	return body, n, nil
 }

@@ -4,8 +4,13 @@ package dbus
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
+	"reflect"
 	"testing"
+	"time"
+
+	godbus "github.com/godbus/dbus/v5"
 
 	"github.com/storkeep/storkeep/service"
 )
@@ -116,6 +121,55 @@ func TestEncodeListBodyIsOneArray(t *testing.T) {
 		if !bytes.Equal(got, want.b) {
 			t.Fatalf("keys %v: the body (%d bytes, array of %d) is not the array encodeListEntries writes (%d bytes, array of %d)",
 				keys, len(got), binary.LittleEndian.Uint32(got), len(want.b), binary.LittleEndian.Uint32(want.b))
+		}
+	}
+}
+
+// TestGetManagedObjectsInBlocksOverTheBus: GetManagedObjects of 400
+// objects (a reply of several blocks, written at once) reaches a godbus
+// client whole: every managed object, with the interfaces and values
+// godbus itself would have sent.
+func TestGetManagedObjectsInBlocksOverTheBus(t *testing.T) {
+	svc := listService(t, 400)
+	srv, addr := newBusServer(t, svc)
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan struct{})
+	go func() { _ = srv.Serve(ctx); close(served) }()
+	defer func() { cancel(); <-served }()
+	client, err := godbus.Connect(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	var objs map[godbus.ObjectPath]map[string]map[string]godbus.Variant
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		err = client.Object(BusName, RootPath).Call(ObjectManagerIface+".GetManagedObjects", 0).Store(&objs)
+		if err == nil || time.Now().After(deadline) {
+			break
+		}
+	}
+	if err != nil {
+		t.Fatalf("GetManagedObjects: %v", err)
+	}
+	list := svc.ListPage(service.ListQuery{})
+	if len(objs) != len(list) || len(list) != 400 {
+		t.Fatalf("%d objects, want %d", len(objs), len(list))
+	}
+	if body, _, _ := srv.encodeEntries(service.ListQuery{}, func(e *wireEncoder, st *service.Status) (bool, error) {
+		return true, encodeObject(e, st)
+	}); len(body.blocks) < 2 {
+		t.Fatalf("the reply is %d bytes, one block: a test of one", body.size)
+	}
+	for _, st := range list {
+		want := interfacesOf(st)
+		got := objs[ConnectionPath(st.ID)]
+		if len(got) != len(want) {
+			t.Fatalf("%s: interfaces %v, want %v", st.ID, got, want)
+		}
+		for iface := range want {
+			if !reflect.DeepEqual(fmtVariants(got[iface]), fmtVariants(want[iface])) {
+				t.Fatalf("%s %s:\n got %v\nwant %v", st.ID, iface, got[iface], want[iface])
+			}
 		}
 	}
 }

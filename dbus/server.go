@@ -268,24 +268,6 @@ func (s *Server) signal(path godbus.ObjectPath, name string, args ...any) {
 // message size: its fixed part, reply serial, destination and signature.
 const replyHeaderRoom = 1024
 
-// swapReply encodes the reply to msg with enc and arranges for it to
-// replace the placeholder the handler then returns. It reports false when
-// the caller must build the reply the ordinary way, and an error when the
-// reply would not fit in one message.
-func (s *Server) swapReply(msg godbus.Message, signature string, enc func(*wireEncoder) error) (bool, *godbus.Error) {
-	var e wireEncoder
-	if err := enc(&e); err != nil {
-		s.log.Debug("reply encoded by godbus", "reason", err)
-		return false, nil
-	}
-	if max := s.limits().MaxMessageSize; len(e.b) > max-replyHeaderRoom {
-		return false, godbus.NewError(ErrorReplyTooLarge, []any{fmt.Sprintf(
-			"the reply would be %d bytes, and one D-Bus message holds at most %d (limits.max_message_size); "+
-				"Manager.List pages (options limit and after)", len(e.b), max)})
-	}
-	return s.swapBody(msg, signature, [][]byte{e.b}, len(e.b), nil), nil
-}
-
 // swapBody arranges for body, of type signature and size bytes in
 // pieces, to replace the reply the handler of msg then returns; written,
 // if not nil, is called once body is written. It reports false when it

@@ -210,27 +210,39 @@ func encodeList(e *wireEncoder, list []service.Status) error {
 // encodeManagedObjects writes the body of a GetManagedObjects reply:
 // a{oa{sa{sv}}}.
 func encodeManagedObjects(e *wireEncoder, list []service.Status) error {
-	e.b = slices.Grow(e.b, 700*len(list))
 	lp, st := e.beginArray(8)
-	for _, s := range list {
-		if !s.Managed {
+	var obj wireEncoder
+	for i := range list {
+		if !list[i].Managed {
 			continue
 		}
-		e.align(8)
-		if err := e.str(string(ConnectionPath(s.ID))); err != nil {
+		obj.b = obj.b[:0]
+		if err := encodeObject(&obj, &list[i]); err != nil {
 			return err
 		}
-		ilp, ist := e.beginArray(8)
-		for _, iface := range connInterfaces(s) {
-			e.align(8)
-			if err := e.str(iface.name); err != nil {
-				return err
-			}
-			if err := e.kvs(iface.vals); err != nil {
-				return err
-			}
+		e.align(8)
+		e.b = append(e.b, obj.b...)
+	}
+	e.endArray(lp, st)
+	return nil
+}
+
+// encodeObject writes the entry of GetManagedObjects's reply for st (its
+// path and interfaces, with their properties) into e from an 8-aligned
+// start.
+func encodeObject(e *wireEncoder, s *service.Status) error {
+	if err := e.str(string(ConnectionPath(s.ID))); err != nil {
+		return err
+	}
+	lp, st := e.beginArray(8)
+	for _, iface := range connInterfaces(*s) {
+		e.align(8)
+		if err := e.str(iface.name); err != nil {
+			return err
 		}
-		e.endArray(ilp, ist)
+		if err := e.kvs(iface.vals); err != nil {
+			return err
+		}
 	}
 	e.endArray(lp, st)
 	return nil
