@@ -29,8 +29,10 @@ var listBriefKeys = []string{ListManaged, ListConnected, ListState, ListKind, Li
 	ListReadDelay, ListLastProbe}
 
 // listChunk is how many entries List takes from the service at a time:
-// the statuses of one chunk are garbage before the next is built.
-const listChunk = 2048
+// the statuses of one chunk are garbage before the next is built. With
+// ConnectionInfo, 2,048 statuses took 1-2 MB more of a List's peak
+// resident size than 512, for no less CPU.
+const listChunk = 512
 
 // listQuery is what one List call asks for.
 type listQuery struct {
