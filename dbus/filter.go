@@ -102,6 +102,13 @@ func (f *busFilter) Write(p []byte) (int, error) {
 	return f.Conn.Write(p)
 }
 
+// writeBuffers writes bufs in turn, in one writev where the socket
+// takes it: a big reply's header and body blocks (swap.go). Messages
+// have begun by then.
+func (f *busFilter) writeBuffers(bufs net.Buffers) (int64, error) {
+	return bufs.WriteTo(f.Conn)
+}
+
 // Read hands out whole messages that godbus can decode. It never returns
 // 0 bytes without an error: godbus reads a message's first byte with a
 // single Read and does not look at the count.

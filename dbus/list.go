@@ -4,15 +4,13 @@ package dbus
 
 // Manager.List: which entries (prefix, host, pages of limit after a key)
 // and which keys of each, encoded a chunk at a time into one reply that
-// must fit in one D-Bus message.
+// must fit in one D-Bus message (listbody.go).
 
 import (
 	"context"
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
-	"sync/atomic"
 
 	godbus "github.com/godbus/dbus/v5"
 
@@ -31,8 +29,10 @@ var listBriefKeys = []string{ListManaged, ListConnected, ListState, ListKind, Li
 	ListReadDelay, ListLastProbe}
 
 // listChunk is how many entries List takes from the service at a time:
-// the statuses of one chunk are garbage before the next is built.
-const listChunk = 2048
+// the statuses of one chunk are garbage before the next is built. With
+// ConnectionInfo, 2,048 statuses took 1-2 MB more of a List's peak
+// resident size than 512, for no less CPU.
+const listChunk = 512
 
 // listQuery is what one List call asks for.
 type listQuery struct {
@@ -115,108 +115,36 @@ func (s *Server) list(msg godbus.Message, q listQuery) (map[string]map[string]go
 	if err != nil {
 		return nil, err
 	}
-	if body != nil && s.swapBody(msg, "a{sa{sv}}", body, func() { putListBuf(body) }) {
+	if body != nil && s.swapBody(msg, "a{sa{sv}}", body.blocks, body.size, body.release) {
 		return map[string]map[string]godbus.Variant{}, nil
 	}
-	putListBuf(body)
+	if body != nil {
+		body.release()
+	}
 	return s.listByGodbus(q, host), nil
 }
 
-// encodeList encodes the body of List's reply, a chunk of entries at a
-// time, into a buffer from listBufs; nil if storkeep's encoder cannot
-// (godbus must), an error if the reply would not fit in one message.
-func (s *Server) encodeList(q listQuery, host []service.HostConnection) ([]byte, *godbus.Error) {
+// encodeList encodes the body of List's reply, an entry at a time, into
+// blocks; nil if storkeep's encoder cannot (godbus must), an error if the
+// reply would not fit in one message.
+func (s *Server) encodeList(q listQuery, host []service.HostConnection) (*blockBody, *godbus.Error) {
 	query := service.ListQuery{Prefix: q.prefix, After: q.after, Limit: q.limit, Host: host, NoInfo: !q.wantsInfo()}
-	maxBody := s.limits().MaxMessageSize - replyHeaderRoom
-	e := &wireEncoder{b: getListBuf()}
-	var (
-		vals      []kv
-		keep      []bool // by index in appendListValues's order
-		encodeErr error
-		n         int
-	)
-	estimate := &listBytesPerEntry[0]
-	if query.NoInfo {
-		estimate = &listBytesPerEntry[1]
-	}
-	lp, st := e.beginArray(8)
-	s.svc.ListPages(query, listChunk, func(page []service.Status, total int) bool {
-		if n == 0 {
-			// Grown once to the size the last reply suggests, not
-			// doubled (and copied) a dozen times on the way.
-			e.b = slices.Grow(e.b, total*int(estimate.Load()))
-		}
-		for _, st := range page {
-			e.align(8)
-			if encodeErr = e.str(st.ID); encodeErr != nil {
-				return false
-			}
-			vals = appendListValues(vals[:0], st)
-			if keep == nil {
-				keep = keyMask(vals, q.keys)
-			}
-			if encodeErr = e.kvsSome(vals, keep); encodeErr != nil {
-				return false
-			}
-		}
-		n += len(page)
-		return len(e.b) <= maxBody
+	keep := listFieldMask(q.keys)
+	body, n, err := s.encodeEntries(query, func(e *wireEncoder, st *service.Status) (bool, error) {
+		return true, encodeListEntry(e, st, keep)
 	})
-	if n > 0 {
-		estimate.Store(int64(len(e.b)/n + 16))
-	}
 	switch {
-	case encodeErr != nil:
-		putListBuf(e.b)
+	case err != nil:
 		if s.log != nil {
-			s.log.Debug("List reply encoded by godbus", "reason", encodeErr)
+			s.log.Debug("List reply encoded by godbus", "reason", err)
 		}
 		return nil, nil
-	case len(e.b) > maxBody:
-		size := len(e.b)
-		putListBuf(e.b)
+	case body.size > s.limits().MaxMessageSize-replyHeaderRoom:
+		size := body.size
+		body.release()
 		return nil, listTooLarge(q, n, size, s.limits().MaxMessageSize)
 	}
-	e.endArray(lp, st)
-	return e.b, nil
-}
-
-// listBufs keeps List's encoding buffers between calls (a reply of
-// 10,000 entries is 2 to 7 MB): growing a new one each time cost more
-// than encoding into it, and the garbage raised the daemon's resident
-// size with every List. A buffer comes back once the swapper has written
-// it; the pool drops what two garbage collections find unused.
-var listBufs sync.Pool
-
-// listBytesPerEntry is the size of an entry in the last List reply with
-// ConnectionInfo ([0]) and without ([1]), to size the next one's buffer.
-var listBytesPerEntry = [2]atomic.Int64{}
-
-func init() {
-	listBytesPerEntry[0].Store(700)
-	listBytesPerEntry[1].Store(300)
-}
-
-// keyMask says which of vals to keep (keys nil: all).
-func keyMask(vals []kv, keys map[string]bool) []bool {
-	keep := make([]bool, len(vals))
-	for i, p := range vals {
-		keep[i] = keys == nil || keys[p.k]
-	}
-	return keep
-}
-
-func getListBuf() []byte {
-	if b, ok := listBufs.Get().(*[]byte); ok {
-		return (*b)[:0]
-	}
-	return nil
-}
-
-func putListBuf(b []byte) {
-	if cap(b) > 0 {
-		listBufs.Put(&b)
-	}
+	return body, nil
 }
 
 // listByGodbus is the reply as godbus encodes it, for the rare reply
@@ -249,16 +177,14 @@ func listTooLarge(q listQuery, entries, size, max int) *godbus.Error {
 // encodeListEntries appends the entries of page to an a{sa{sv}} that the
 // caller began, each with the keys asked for (nil: every key).
 func encodeListEntries(e *wireEncoder, page []service.Status, keys map[string]bool) error {
-	var vals []kv
-	for _, s := range page {
+	keep := listFieldMask(keys)
+	var entry wireEncoder
+	for i := range page {
+		if err := encodeListEntry(&entry, &page[i], keep); err != nil {
+			return err
+		}
 		e.align(8)
-		if err := e.str(s.ID); err != nil {
-			return err
-		}
-		vals = selectKeys(appendListValues(vals[:0], s), keys)
-		if err := e.kvs(vals); err != nil {
-			return err
-		}
+		e.b = append(e.b, entry.b...)
 	}
 	return nil
 }

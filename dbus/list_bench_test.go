@@ -37,7 +37,7 @@ func BenchmarkListEncode10k(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				putListBuf(body)
+				body.release()
 			}
 			b.ReportMetric(float64((processCPU()-cpu0).Microseconds())/1000/float64(b.N), "cpu-ms/op")
 		})

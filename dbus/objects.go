@@ -4,6 +4,7 @@ package dbus
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"strconv"
 	"time"
@@ -145,38 +146,6 @@ func variants(vals []kv) map[string]godbus.Variant {
 	return out
 }
 
-// changedIfaces returns, per interface, the properties that differ between
-// two statuses of one CID.
-func changedIfaces(old, cur service.Status) []struct {
-	iface   string
-	changed map[string]godbus.Variant
-} {
-	var out []struct {
-		iface   string
-		changed map[string]godbus.Variant
-	}
-	for _, i := range connInterfaces(cur) {
-		if len(i.vals) == 0 {
-			continue
-		}
-		prev, _ := ifaceProps(old, i.name)
-		a := variants(prev)
-		changed := make(map[string]godbus.Variant)
-		for k, v := range variants(i.vals) {
-			if !notSignalled[k] && a[k].String() != v.String() {
-				changed[k] = v
-			}
-		}
-		if len(changed) > 0 {
-			out = append(out, struct {
-				iface   string
-				changed map[string]godbus.Variant
-			}{i.name, changed})
-		}
-	}
-	return out
-}
-
 func infoVariants(info map[string]any) map[string]godbus.Variant {
 	out := make(map[string]godbus.Variant, len(info))
 	for k, v := range info {
@@ -209,15 +178,29 @@ func interfaceNames(st service.Status) []string {
 type objectManager struct{ s *Server }
 
 // GetManagedObjects returns every connection object with its properties.
+// Its reply is encoded as List's is, a chunk of statuses at a time into
+// blocks (with 10,000 CIDs, all statuses at once, then the reply in one
+// buffer, took the daemon's resident size past 50 MB).
 func (o objectManager) GetManagedObjects(msg godbus.Message) (map[godbus.ObjectPath]map[string]map[string]godbus.Variant, *godbus.Error) {
-	list := o.s.svc.List(context.Background(), "", false)
-	swapped, tooLarge := o.s.swapReply(msg, "a{oa{sa{sv}}}", func(e *wireEncoder) error { return encodeManagedObjects(e, list) })
-	if tooLarge != nil {
-		return nil, tooLarge
-	}
-	if swapped {
+	s := o.s
+	body, _, err := s.encodeEntries(service.ListQuery{}, func(e *wireEncoder, st *service.Status) (bool, error) {
+		return st.Managed, encodeObject(e, st)
+	})
+	switch {
+	case err != nil:
+		s.log.Debug("reply encoded by godbus", "reason", err)
+	case body.size > s.limits().MaxMessageSize-replyHeaderRoom:
+		size := body.size
+		body.release()
+		return nil, godbus.NewError(ErrorReplyTooLarge, []any{fmt.Sprintf(
+			"the reply would be more than %d bytes, and one D-Bus message holds at most %d (limits.max_message_size); "+
+				"Manager.List pages (options limit and after)", size, s.limits().MaxMessageSize)})
+	case s.swapBody(msg, "a{oa{sa{sv}}}", body.blocks, body.size, body.release):
 		return map[godbus.ObjectPath]map[string]map[string]godbus.Variant{}, nil
+	default:
+		body.release()
 	}
+	list := s.svc.List(context.Background(), "", false)
 	out := make(map[godbus.ObjectPath]map[string]map[string]godbus.Variant, len(list))
 	for _, st := range list {
 		if st.Managed {

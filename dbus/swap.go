@@ -37,6 +37,11 @@ type replySwapper struct {
 	err   error  // the stream is out of step: every Write fails
 }
 
+// buffersWriter writes several buffers in turn, as one message.
+type buffersWriter interface {
+	writeBuffers(net.Buffers) (int64, error)
+}
+
 // maxSwappedBodySize bounds a body the swapper sends: with its header it
 // must stay within maxMessageSize, the longest message D-Bus allows.
 const maxSwappedBodySize = maxMessageSize - 4096
@@ -48,7 +53,8 @@ type replyKey struct {
 
 type swapped struct {
 	signature string
-	body      []byte
+	body      [][]byte // in pieces, written in turn
+	size      int
 	written   func() // nil, or called once body is written: it may be reused
 }
 
@@ -56,13 +62,14 @@ func newReplySwapper(c net.Conn) *replySwapper {
 	return &replySwapper{Conn: c, pending: make(map[replyKey]swapped)}
 }
 
-// register makes the reply to the call with serial from dest carry body.
+// register makes the reply to the call with serial from dest carry body,
+// size bytes in pieces.
 // The caller registers only a reply godbus is about to write (the call
 // wants one, and names its sender), so every entry is taken by the
 // placeholder's Write or goes with the connection.
-func (r *replySwapper) register(dest string, serial uint32, signature string, body []byte, written func()) {
+func (r *replySwapper) register(dest string, serial uint32, signature string, body [][]byte, size int, written func()) {
 	r.mu.Lock()
-	r.pending[replyKey{dest, serial}] = swapped{signature, body, written}
+	r.pending[replyKey{dest, serial}] = swapped{signature, body, size, written}
 	r.mu.Unlock()
 }
 
@@ -194,15 +201,21 @@ func (r *replySwapper) decide(b []byte) error {
 	if !ok {
 		return nil
 	}
-	hdr, err := replyHeader(h.serial, uint32(rs.n), h.flags, h.str(fieldDestination), sw.signature, len(sw.body))
+	hdr, err := replyHeader(h.serial, uint32(rs.n), h.flags, h.str(fieldDestination), sw.signature, sw.size)
 	if err != nil {
 		return nil // the placeholder is still a valid reply
 	}
-	// Two writes: the header and the body, which is not copied again.
-	if _, err := r.Conn.Write(hdr); err != nil {
-		return err
+	// The header, then each piece of the body, which is not copied again:
+	// in one writev where the connection below has one (busFilter).
+	if bw, ok := r.Conn.(buffersWriter); ok {
+		_, err = bw.writeBuffers(append(net.Buffers{hdr}, sw.body...))
+	} else if _, err = r.Conn.Write(hdr); err == nil {
+		for _, p := range sw.body {
+			if _, err = r.Conn.Write(p); err != nil {
+				break
+			}
+		}
 	}
-	_, err = r.Conn.Write(sw.body)
 	if sw.written != nil {
 		sw.written()
 	}

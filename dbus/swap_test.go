@@ -96,7 +96,7 @@ func TestReplySwapperCutsTheStreamItself(t *testing.T) {
 		t.Run(fmt.Sprint(size), func(t *testing.T) {
 			rc := &recordConn{}
 			sw := newReplySwapper(rc)
-			sw.register(":1.5", 42, "a{sa{sv}}", e.b, nil)
+			sw.register(":1.5", 42, "a{sa{sv}}", [][]byte{e.b[:5], e.b[5:]}, len(e.b), nil)
 			// The authentication exchange comes one line a Write, as
 			// godbus writes it; the messages in pieces of size bytes.
 			for _, a := range auth {
@@ -143,7 +143,7 @@ func TestReplySwapperPassesWholeMessagesOn(t *testing.T) {
 	if _, err := sw.Write([]byte("BEGIN\r\n")); err != nil {
 		t.Fatal(err)
 	}
-	sw.register(":1.9", 1, "s", []byte{0, 0, 0, 0, 0}, nil)
+	sw.register(":1.9", 1, "s", [][]byte{{0, 0, 0, 0, 0}}, 5, nil)
 	for i := range 3 {
 		m := godbusMessage(t, replyTo(":1.5", uint32(i+1), "abc"), uint32(i+1))
 		before := rc.writes

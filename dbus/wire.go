@@ -20,7 +20,8 @@ import (
 // 10,000-entry List take about a second; this one writes each byte once.
 // Offsets are relative to the body, which starts 8-aligned in a message.
 type wireEncoder struct {
-	b []byte
+	b       []byte
+	scratch []kv // dict's, reused from one map to the next
 }
 
 var zeros [8]byte
@@ -42,13 +43,38 @@ func (e *wireEncoder) u64(v uint64) {
 }
 
 func (e *wireEncoder) str(s string) error {
-	if !utf8.ValidString(s) || strings.IndexByte(s, 0) >= 0 {
+	if !wireString(s) {
 		return fmt.Errorf("string %.32q is not valid UTF-8 without NUL", s)
 	}
 	e.u32(uint32(len(s)))
 	e.b = append(e.b, s...)
 	e.b = append(e.b, 0)
 	return nil
+}
+
+// wireString tells whether s may be a D-Bus string: valid UTF-8 without
+// NUL (the bus drops a sender that sends another). Nearly every string
+// storkeep sends is ASCII, checked here 8 bytes at a time in one pass
+// (UTF-8 and NUL checks in turn were a sixth of a List's CPU).
+func wireString(s string) bool {
+	i := 0
+	for ; i+8 <= len(s); i += 8 {
+		x := uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
+			uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
+		const lows, highs = 0x0101010101010101, 0x8080808080808080
+		// A byte of 0x80 or more, or a zero byte (x-lows borrows into
+		// its high bit where x had none).
+		if x&highs != 0 || (x-lows)&^x&highs != 0 {
+			break
+		}
+	}
+	for ; i < len(s); i++ {
+		if c := s[i]; c == 0 || c >= utf8.RuneSelf {
+			rest := s[i:]
+			return utf8.ValidString(rest) && strings.IndexByte(rest, 0) < 0
+		}
+	}
+	return true
 }
 
 func (e *wireEncoder) sig(s string) {
@@ -72,12 +98,18 @@ func (e *wireEncoder) endArray(lenPos, start int) {
 
 // dict writes an a{sv} from a map, keys sorted so output is stable.
 func (e *wireEncoder) dict(m map[string]any) error {
-	vals := make([]kv, 0, len(m))
+	// The encoder's scratch while this dict uses it; a dict within
+	// (a map value) makes its own.
+	vals := e.scratch[:0]
+	e.scratch = nil
 	for k, v := range m {
 		vals = append(vals, kv{k, v})
 	}
 	slices.SortFunc(vals, func(a, b kv) int { return strings.Compare(a.k, b.k) })
-	return e.kvs(vals)
+	err := e.kvs(vals)
+	clear(vals) // no value kept alive by the scratch
+	e.scratch = vals[:0]
+	return err
 }
 
 // variant writes v as a variant. It knows the types storkeep puts in
@@ -150,15 +182,9 @@ func (e *wireEncoder) variant(v any) error {
 }
 
 // kvs writes an a{sv} from named values in their order.
-func (e *wireEncoder) kvs(vals []kv) error { return e.kvsSome(vals, nil) }
-
-// kvsSome is kvs of the values whose index keep marks (nil: all).
-func (e *wireEncoder) kvsSome(vals []kv, keep []bool) error {
+func (e *wireEncoder) kvs(vals []kv) error {
 	lp, st := e.beginArray(8)
-	for i, p := range vals {
-		if keep != nil && !keep[i] {
-			continue
-		}
+	for _, p := range vals {
 		e.align(8)
 		if err := e.str(p.k); err != nil {
 			return err
@@ -184,27 +210,39 @@ func encodeList(e *wireEncoder, list []service.Status) error {
 // encodeManagedObjects writes the body of a GetManagedObjects reply:
 // a{oa{sa{sv}}}.
 func encodeManagedObjects(e *wireEncoder, list []service.Status) error {
-	e.b = slices.Grow(e.b, 700*len(list))
 	lp, st := e.beginArray(8)
-	for _, s := range list {
-		if !s.Managed {
+	var obj wireEncoder
+	for i := range list {
+		if !list[i].Managed {
 			continue
 		}
-		e.align(8)
-		if err := e.str(string(ConnectionPath(s.ID))); err != nil {
+		obj.b = obj.b[:0]
+		if err := encodeObject(&obj, &list[i]); err != nil {
 			return err
 		}
-		ilp, ist := e.beginArray(8)
-		for _, iface := range connInterfaces(s) {
-			e.align(8)
-			if err := e.str(iface.name); err != nil {
-				return err
-			}
-			if err := e.kvs(iface.vals); err != nil {
-				return err
-			}
+		e.align(8)
+		e.b = append(e.b, obj.b...)
+	}
+	e.endArray(lp, st)
+	return nil
+}
+
+// encodeObject writes the entry of GetManagedObjects's reply for st (its
+// path and interfaces, with their properties) into e from an 8-aligned
+// start.
+func encodeObject(e *wireEncoder, s *service.Status) error {
+	if err := e.str(string(ConnectionPath(s.ID))); err != nil {
+		return err
+	}
+	lp, st := e.beginArray(8)
+	for _, iface := range connInterfaces(*s) {
+		e.align(8)
+		if err := e.str(iface.name); err != nil {
+			return err
 		}
-		e.endArray(ilp, ist)
+		if err := e.kvs(iface.vals); err != nil {
+			return err
+		}
 	}
 	e.endArray(lp, st)
 	return nil

@@ -7,8 +7,10 @@ import (
 	"encoding/binary"
 	"io"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	godbus "github.com/godbus/dbus/v5"
 
@@ -156,6 +158,27 @@ func BenchmarkEncodeList10kGodbus(b *testing.B) {
 		}
 		if err := msg.EncodeTo(io.Discard, binary.LittleEndian); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// TestWireStringIsValidUTF8WithoutNUL: wireString agrees with the plain
+// checks on strings with a NUL, a byte of 0x80 and more, a broken and a
+// whole multi-byte rune at every position of every length up to 40.
+func TestWireStringIsValidUTF8WithoutNUL(t *testing.T) {
+	for n := 0; n <= 40; n++ {
+		base := strings.Repeat("a", n)
+		cases := []string{base}
+		for i := 0; i < n; i++ {
+			for _, ins := range []string{"\x00", "\x7f", "\x80", "\xff", "é", "\xc3", "€", "\xe2\x82", "😀"} {
+				cases = append(cases, base[:i]+ins+base[i:], base[:i]+ins)
+			}
+		}
+		for _, s := range cases {
+			want := utf8.ValidString(s) && !strings.Contains(s, "\x00")
+			if got := wireString(s); got != want {
+				t.Errorf("wireString(%q) = %v, want %v", s, got, want)
+			}
 		}
 	}
 }

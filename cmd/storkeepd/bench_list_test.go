@@ -101,7 +101,7 @@ func newListBenchDaemon(b *testing.B, n int) *daemon {
 		b.Setenv("GOMEMLIMIT", v)
 	}
 	d.start()
-	b.Cleanup(d.stop)
+	b.Cleanup(func() { stopBenchDaemon(b, d) })
 	settle(b, d.cmd.Process.Pid)
 	return d
 }

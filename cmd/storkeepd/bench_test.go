@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/storkeep/storkeep/backends/nfs"
 	skdbus "github.com/storkeep/storkeep/dbus"
 	"github.com/storkeep/storkeep/dbus/dbustest"
 	"github.com/storkeep/storkeep/service"
@@ -112,8 +113,18 @@ func newBenchDaemonBin(b *testing.B, sh benchShape, bin string) *daemon {
 	}
 	d := &daemon{t: b, bus: bus, stateDir: benchStateOf(b, sh), runtimeDir: filepath.Join(b.TempDir(), "run"), log: &syncBuffer{}, bin: bin}
 	d.start()
-	b.Cleanup(d.stop)
+	b.Cleanup(func() { stopBenchDaemon(b, d) })
 	return d
+}
+
+// stopBenchDaemon stops d and lifts the guards of the mount points it
+// made (immutable: the benchmark's temporary directory could not be
+// removed, and the benchmark failed for it).
+func stopBenchDaemon(b *testing.B, d *daemon) {
+	d.stop()
+	if err := nfs.LiftGuards(d.runtimeDir); err != nil {
+		b.Errorf("lift the mount point guards: %v", err)
+	}
 }
 
 func percentiles(ds []time.Duration) (p50, p99 float64) {

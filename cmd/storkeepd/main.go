@@ -99,7 +99,7 @@ func run() error {
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 	if os.Getenv("GOGC") == "" {
-		// The live heap is small (about 15 MB with 10,000 CIDs) and big
+		// The live heap is small (about 8 MB with 10,000 CIDs) and big
 		// replies make short-lived garbage: half the default headroom keeps
 		// the resident size under 40 MB for a little more GC work.
 		debug.SetGCPercent(50)
