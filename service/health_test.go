@@ -182,6 +182,25 @@ func TestServerAnsweringAgainEndsTheBackoff(t *testing.T) {
 	})
 }
 
+// A target that went down while its path was down (no check is made
+// then) is tried at once when the path is back and its server answers the
+// first check, whatever its backoff.
+func TestServerAnsweringTheFirstCheckEndsTheBackoff(t *testing.T) {
+	var pb *probingBackend
+	clock := newFakeClock()
+	ts := newTestService(t, withProbing(&pb), withClock(clock), withBackoff(1000*time.Hour, 1000*time.Hour))
+	spec := specFor(t, "nfs://10.0.0.1/back")
+	ts.be.fail(spec.Target, opConnect, NewConnError("ServerNotResponding", "no answer"))
+	ts.manage("vm1", spec)
+	eventually(t, "the first attempt failed", func() bool { return ts.status("vm1").Attempts == 1 })
+	ts.waitIdle(spec.Target)
+	ts.be.fail(spec.Target, opConnect, nil)
+	eventually(t, "reconnected once the server answers its first check", func() bool {
+		clock.advance(reachEvery)
+		return ts.status("vm1").Connected
+	})
+}
+
 // A check sent while the server was silent may wait long for its answer:
 // it does not hold up the next one, and the server back is connected
 // without waiting for it; its late failure changes nothing.

@@ -22,11 +22,10 @@ const (
 
 // reachState is what the checks of one server found.
 type reachState struct {
-	asking    int    // checks in flight
-	asked     uint64 // checks started
-	latest    uint64 // the latest check whose result is recorded
-	answered  bool   // that check got an answer
-	failedYet bool   // some check did not (only a return after silence triggers attempts)
+	asking   int    // checks in flight
+	asked    uint64 // checks started
+	latest   uint64 // the latest check whose result is recorded
+	answered bool   // that check got an answer
 }
 
 // reachKey names one server as one backend sees it.
@@ -37,8 +36,9 @@ type reachKey struct {
 
 // reachLoop asks, every reachEvery, the server of every target that is
 // wanted, down, and on a usable (or unknown) path, whether it answers; a
-// server that answers after not answering gets an attempt at once for each
-// of its targets that is down, whatever their backoff. Storage that comes
+// server that answers (the first check, or after not answering) gets an
+// attempt at once for each of its targets that is down, whatever their
+// backoff. Storage that comes
 // back without any link event (a server restarted, a route fixed upstream)
 // is so connected within about a second, not at the end of a backoff.
 func (s *Service) reachLoop() {
@@ -121,9 +121,12 @@ func (s *Service) reached(k reachKey, seq uint64, err error) {
 		return
 	}
 	st.latest = seq
-	back := err == nil && !st.answered && st.failedYet
+	// The first answer counts too: a target that went down while its
+	// path was down (no check is made then) has its server answering at
+	// once when the path is back, and a server prober's earlier silence
+	// (which Reach forgets) may be all that keeps it down.
+	back := err == nil && !st.answered
 	st.answered = err == nil
-	st.failedYet = st.failedYet || err != nil
 	if !back || s.ctx.Err() != nil {
 		return
 	}
