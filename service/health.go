@@ -5,6 +5,7 @@ package service
 import (
 	"context"
 	"hash/fnv"
+	"log/slog"
 	"time"
 )
 
@@ -88,6 +89,8 @@ func (s *Service) probe(t *target, pr Prober, spec Spec, obs Observation, interr
 		t.interrupted = false
 		s.mu.Unlock()
 	}()
+	called := time.Now()
+	var slotted time.Time
 	res := func() ProbeResult {
 		// Reads queue for their server's slots: a read of a hung server
 		// ends at its deadline, so the queue moves; a busy server's reads
@@ -104,6 +107,7 @@ func (s *Service) probe(t *target, pr Prober, spec Spec, obs Observation, interr
 			return ProbeResult{Err: NewConnError(ErrNameIOTimeout, "stopped")}
 		}
 		defer func() { <-slots }()
+		slotted = time.Now()
 		ctx, cancel := context.WithTimeout(wait, pol.Timeout)
 		defer cancel()
 		return pr.Probe(ctx, spec, obs)
@@ -111,6 +115,12 @@ func (s *Service) probe(t *target, pr Prober, spec Spec, obs Observation, interr
 	s.mu.RLock()
 	interrupted = interruptible && t.interrupted
 	s.mu.RUnlock()
+	if s.log.Enabled(s.ctx, slog.LevelDebug) && !slotted.IsZero() {
+		// Where a read's time went: waiting for slots, and the backend's
+		// call around the read itself (Delay).
+		s.log.Debug("read", "target", string(t.key), "slots", slotted.Sub(called), "call", time.Since(slotted),
+			"delay", res.Delay, "interrupted", interrupted)
+	}
 	if interrupted || s.ctx.Err() != nil {
 		return res, interrupted
 	}

@@ -94,11 +94,17 @@ func (s *Service) pass(t *target) {
 		in := s.inputs(t, be, force, look, result)
 		in.recheck, in.probe = recheck, read
 		act := decide(in.inputs)
+		if s.log.Enabled(s.ctx, slog.LevelDebug) {
+			s.log.Debug("step", "target", string(t.key), "why", act.why)
+		}
 		switch act.kind {
 		case doObserve:
 			octx, cancel := context.WithTimeout(s.ctx, s.opts.ObserveTimeout)
 			obs, err := be.Observe(octx, in.spec())
 			cancel()
+			if s.log.Enabled(s.ctx, slog.LevelDebug) {
+				s.log.Debug("observed", "target", string(t.key), "connected", obs.Connected, "settling", obs.Settling, "obs_err", obs.Err, "err", err)
+			}
 			look = &seen{obs: obs, err: err}
 			s.apply(t, func(a *actual) bool { a.observed(obs, err); return false })
 		case doRecordOrigin:

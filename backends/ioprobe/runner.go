@@ -26,8 +26,9 @@ type Runner struct {
 	// Env is the helpers' environment (nil: LC_ALL=C and GOMAXPROCS=1).
 	Env []string
 	// Keep is how many idle helpers are kept (default 4; see SetKeep);
-	// Idle, how long one is kept unused before it is told to exit
-	// (default 30 s).
+	// Idle, how long one beyond the first two is kept unused before it
+	// is told to exit (default 30 s). Two stay: the first read after a
+	// long outage must not wait for a process start.
 	Keep int
 	Idle time.Duration
 
@@ -50,6 +51,7 @@ const waitDelay = time.Second
 const (
 	defaultKeep = 4
 	defaultIdle = 30 * time.Second
+	alwaysKept  = 2 // idle helpers that never time out
 )
 
 // stuckRead is a helper killed during a read that has not exited yet: a
@@ -278,8 +280,10 @@ func (r *Runner) put(w *worker) {
 	w.timer = time.AfterFunc(r.Idle, func() {
 		r.mu.Lock()
 		i := slices.Index(r.idle, w)
-		if i >= 0 {
+		if i >= 0 && len(r.idle) > alwaysKept {
 			r.idle = slices.Delete(r.idle, i, i+1)
+		} else {
+			i = -1
 		}
 		r.mu.Unlock()
 		if i >= 0 {
