@@ -103,6 +103,7 @@ func (s *Service) addLocked(c CID, spec Spec) {
 	}
 	e := &cidEntry{cid: c, spec: spec, target: t}
 	s.cids[c] = e
+	s.ids.add(string(c))
 	t.cids[c] = e
 	s.forgetBadLocked(s.store.cidPath(c)) // this write replaced it
 	s.publishLocked(Event{Type: EventAdded, CID: c})

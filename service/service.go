@@ -118,6 +118,7 @@ type Service struct {
 
 	mu      sync.RWMutex // guards all following fields
 	cids    map[CID]*cidEntry
+	ids     idIndex // cids' IDs in order, for List's pages
 	targets map[TargetKey]*target
 	// hostPaths is the last path reported for each host targets live on,
 	// for targets that come later.
@@ -387,6 +388,7 @@ func (s *Service) UnmanagePrefix(prefix string) ([]CID, error) {
 func (s *Service) forgetLocked(c CID) {
 	e := s.cids[c]
 	delete(s.cids, c)
+	s.ids.remove(string(c))
 	t := e.target
 	delete(t.cids, c)
 	if len(t.cids) > 0 && t.spec.Equal(e.spec) {
