@@ -128,6 +128,7 @@ type Service struct {
 	holds   holds
 	subs    map[*Subscription]struct{}
 	running bool // Run has started the runners
+	runq    runQueue
 	// recheckTimer reads the bad state files again (holds.go).
 	recheckTimer Timer
 	// probeSlots bounds the probes in flight (health.go); reach is the
@@ -266,6 +267,9 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	if s.reachTimer != nil {
 		s.reachTimer.Stop()
+	}
+	if s.runq.stall != nil {
+		s.runq.stall.Stop()
 	}
 	s.mu.Unlock()
 	s.wg.Wait()
