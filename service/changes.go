@@ -101,7 +101,7 @@ func (s *Service) addLocked(c CID, spec Spec) {
 		t.spec = spec
 		t.force = true
 	}
-	e := &cidEntry{cid: c, spec: spec, target: t}
+	e := &cidEntry{cid: c, spec: t.shared(spec), target: t}
 	s.cids[c] = e
 	s.ids.add(string(c))
 	t.cids[c] = e

@@ -84,7 +84,7 @@ func (s *Service) loadCIDLocked(lc LoadedCID) {
 	} else if len(t.cids) == 0 {
 		t.spec = lc.Spec
 	}
-	e := &cidEntry{cid: lc.CID, spec: lc.Spec, target: t}
+	e := &cidEntry{cid: lc.CID, spec: t.shared(lc.Spec), target: t}
 	s.cids[lc.CID] = e
 	s.ids.add(string(lc.CID))
 	t.cids[lc.CID] = e
