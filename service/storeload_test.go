@@ -130,3 +130,44 @@ func TestLoadFileReplacedByAFIFO(t *testing.T) {
 		t.Errorf("a FIFO loaded as %+v; want not a state file", f)
 	}
 }
+
+// TestQuickCIDFileAgreesWithTheDecoder: the decoder's shortcut reads what
+// PutCID writes as the decoder does, and leaves every other form to it.
+func TestQuickCIDFileAgreesWithTheDecoder(t *testing.T) {
+	st, _, err := OpenStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, uri := range []string{nfsA, "nfs://[fd00::1]:2050/x?vers=4.1&soft&timeo=10", iscsiA + "/1"} {
+		if err := st.PutCID("vm-1.disk_0", specFor(t, uri)); err != nil {
+			t.Fatal(err)
+		}
+		data, err := os.ReadFile(st.cidPath("vm-1.disk_0"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var want cidFile
+		if err := decodeStrict(data, &want); err != nil {
+			t.Fatal(err)
+		}
+		if got, ok := quickCIDFile(data); !ok || got != want {
+			t.Errorf("quickCIDFile(%q) = %+v, %v; want %+v", data, got, ok, want)
+		}
+	}
+	for _, data := range []string{
+		"version = 1\ncid = 'c1'\nuri = '" + nfsA + "'\n[chap]\nusername = 'u'\n",
+		"version = 1\ncid = 'c1'\nuri = '" + nfsA + "'\nextra = 1\n",
+		"version = 1\ncid = 'c1'\nuri = '" + nfsA + "'",
+		"version = 1\ncid = 'c1'\nuri = '" + nfsA + "' # note\n",
+		"version = 1\ncid = 'c\x01'\nuri = '" + nfsA + "'\n",
+		"version = 1\ncid = 'c\xc3\xa9'\nuri = '" + nfsA + "'\n",
+		"version = 1\ncid = 'c1'\nuri = '" + nfsA + "'\ncid = 'c2'\n",
+		"version = 2\ncid = 'c1'\nuri = '" + nfsA + "'\n",
+		"version = 1\r\ncid = 'c1'\nuri = '" + nfsA + "'\n",
+		"version = 1\ncid = 'c1''\nuri = '" + nfsA + "'\n",
+	} {
+		if f, ok := quickCIDFile([]byte(data)); ok {
+			t.Errorf("quickCIDFile(%q) = %+v; want it left to the decoder", data, f)
+		}
+	}
+}
