@@ -45,8 +45,8 @@ func (s *Service) pokeLocked(t *target) {
 // (at start, or by a path report for their host) held 150 MB and kept
 // the bus name from being owned for seconds. stallAfter: when no runner
 // has taken a waiting target for that long (their backend calls hang),
-// one more runner starts, so that hung calls never hold the others
-// back (a variable for tests).
+// more runners start, so that hung calls never hold the others back for
+// long (a variable for tests).
 const maxRunners = 64
 
 var stallAfter = 50 * time.Millisecond
@@ -99,9 +99,11 @@ func (q *runQueue) takeLocked() *target {
 	return t
 }
 
-// watchStallLocked starts one runner more for each stallAfter in which
-// no runner took a waiting target, while any waits. It uses the wall
-// clock: it is about goroutines, not about when a target is due.
+// watchStallLocked starts up to maxRunners runners more for each
+// stallAfter in which no runner took a waiting target, while any waits:
+// with every runner held by a hung server, the others still start within
+// seconds. It uses the wall clock: it is about goroutines, not about
+// when a target is due.
 func (s *Service) watchStallLocked() {
 	if s.runq.stall != nil {
 		return
@@ -115,7 +117,8 @@ func (s *Service) watchStallLocked() {
 			s.runq.stall = nil
 			return
 		}
-		if s.runq.taken == taken {
+		stalled := s.runq.taken == taken
+		for n := 0; stalled && n < maxRunners && len(s.runq.ready) > 0; n++ {
 			s.runq.runners++
 			s.wg.Add(1)
 			go s.runner(s.runq.takeLocked())

@@ -96,13 +96,14 @@ func TestPassesAreBounded(t *testing.T) {
 }
 
 // TestHungPassesHoldNoTargetBack: passes that hang (every one, here) do
-// not stop the others from starting.
+// not stop the others from starting: each stall starts a batch of
+// runners more.
 func TestHungPassesHoldNoTargetBack(t *testing.T) {
 	defer func(w time.Duration) { stallAfter = w }(stallAfter)
-	stallAfter = time.Millisecond
+	stallAfter = 200 * time.Millisecond
 	be := &pacedBackend{hang: true}
 
-	startWithTargets(t, 3*maxRunners, be)
+	startWithTargets(t, 4*maxRunners, be)
 
-	waitObserved(t, be, 3*maxRunners)
+	waitObserved(t, be, 4*maxRunners)
 }
