@@ -110,7 +110,7 @@ func loadFile[T any](dirfd int, dir string, e os.DirEntry, euid int, decode func
 }
 
 // readAt reads file name of the directory open as dirfd, and its status,
-// in four system calls: os.ReadFile takes twice as many (a status by
+// in four system calls (five for a file of another owner): os.ReadFile takes twice as many (a status by
 // path, the poller's registration), which counted at 100,000 files. A
 // file that is not a regular one (it was replaced since the directory
 // was read) is not a state file.
@@ -118,8 +118,15 @@ func readAt(dirfd int, name string) ([]byte, syscall.Stat_t, error) {
 	var st syscall.Stat_t
 	var fd int
 	var err error
+	// O_NOATIME: no inode write per file read (a fifth of the reads' CPU
+	// when relatime updates them); only a file's owner may ask for it.
+	flags := syscall.O_RDONLY | syscall.O_CLOEXEC | syscall.O_NOFOLLOW | syscall.O_NONBLOCK | syscall.O_NOATIME
 	for {
-		fd, err = syscall.Openat(dirfd, name, syscall.O_RDONLY|syscall.O_CLOEXEC|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+		fd, err = syscall.Openat(dirfd, name, flags, 0)
+		if err == syscall.EPERM && flags&syscall.O_NOATIME != 0 {
+			flags &^= syscall.O_NOATIME
+			continue
+		}
 		if err != syscall.EINTR {
 			break
 		}
