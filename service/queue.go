@@ -91,6 +91,13 @@ func (s *Service) runner(t *target) {
 	}
 }
 
+// stopStall stops watching for a stall, at shutdown (under Service.mu).
+func (q *runQueue) stopStall() {
+	if q.stall != nil {
+		q.stall.Stop()
+	}
+}
+
 func (q *runQueue) takeLocked() *target {
 	t := q.ready[0]
 	q.ready[0] = nil

@@ -268,9 +268,7 @@ func (s *Service) Run(ctx context.Context) error {
 	if s.reachTimer != nil {
 		s.reachTimer.Stop()
 	}
-	if s.runq.stall != nil {
-		s.runq.stall.Stop()
-	}
+	s.runq.stopStall()
 	s.mu.Unlock()
 	s.wg.Wait()
 	return nil
