@@ -101,8 +101,9 @@ func (s *Service) addLocked(c CID, spec Spec) {
 		t.spec = spec
 		t.force = true
 	}
-	e := &cidEntry{cid: c, spec: spec, target: t}
+	e := &cidEntry{cid: c, spec: t.shared(spec), target: t}
 	s.cids[c] = e
+	s.ids.add(string(c))
 	t.cids[c] = e
 	s.forgetBadLocked(s.store.cidPath(c)) // this write replaced it
 	s.publishLocked(Event{Type: EventAdded, CID: c})

@@ -17,21 +17,26 @@ type Counts struct {
 }
 
 // Counts returns the current counts. It takes the service's lock once
-// and costs a pass over the CIDs.
+// and costs a pass over the targets (a fifth of a pass over the CIDs with
+// five CIDs a target: at 100,000 CIDs the daemon's status line, updated
+// after changes, held the lock long enough to show in Manage's p99).
 func (s *Service) Counts() Counts {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	c := Counts{Managed: len(s.cids), BadFiles: len(s.holds.bad)}
 	down := map[string]bool{}
-	for _, e := range s.cids {
-		t := e.target
+	for _, t := range s.targets {
+		n := len(t.cids)
+		if n == 0 {
+			continue
+		}
 		switch {
 		case t.actual.usable:
-			c.Connected++
+			c.Connected += n
 		case t.actual.state == StateConnecting:
-			c.Connecting++
+			c.Connecting += n
 		default:
-			c.Retrying++
+			c.Retrying += n
 		}
 		if t.pathKnown && !t.path.Usable && t.host != "" {
 			down[t.host] = true

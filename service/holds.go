@@ -84,8 +84,9 @@ func (s *Service) loadCIDLocked(lc LoadedCID) {
 	} else if len(t.cids) == 0 {
 		t.spec = lc.Spec
 	}
-	e := &cidEntry{cid: lc.CID, spec: lc.Spec, target: t}
+	e := &cidEntry{cid: lc.CID, spec: t.shared(lc.Spec), target: t}
 	s.cids[lc.CID] = e
+	s.ids.add(string(lc.CID))
 	t.cids[lc.CID] = e
 }
 
@@ -164,14 +165,21 @@ func (s *Service) Recheck() {
 	s.liftedLocked(lifted)
 }
 
-// liftedLocked looks again at the targets whose holds were lifted.
+// liftedLocked looks again at the targets whose holds were lifted: every
+// target when a lifted file named none, else only those named (looked up,
+// not searched for: Manage calls this on every write).
 func (s *Service) liftedLocked(lifted []BadFile) {
-	all := false
-	for _, b := range lifted {
-		all = all || b.Target == ""
+	if slices.ContainsFunc(lifted, func(b BadFile) bool { return b.Target == "" }) {
+		for _, t := range s.targets {
+			s.changedLocked(t)
+			s.pokeLocked(t)
+		}
+		return
 	}
-	for k, t := range s.targets {
-		if all || slices.ContainsFunc(lifted, func(b BadFile) bool { return b.Target == k }) {
+	seen := make(map[TargetKey]bool, len(lifted))
+	for _, b := range lifted {
+		if t := s.targets[b.Target]; t != nil && !seen[b.Target] {
+			seen[b.Target] = true
 			s.changedLocked(t)
 			s.pokeLocked(t)
 		}
@@ -180,6 +188,9 @@ func (s *Service) liftedLocked(lifted []BadFile) {
 
 // forgetBadLocked drops a bad file that a write has just replaced.
 func (s *Service) forgetBadLocked(path string) {
+	if len(s.holds.bad) == 0 {
+		return // the usual case, at no cost
+	}
 	var lifted []BadFile
 	s.holds.bad = slices.DeleteFunc(s.holds.bad, func(b BadFile) bool {
 		if b.Path == path {

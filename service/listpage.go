@@ -43,13 +43,13 @@ func (s *Service) ListPage(q ListQuery) []Status {
 
 // ListPages calls page with the entries q selects, in ID order, chunk of
 // them at a time, and how many it selected in all, until it returns
-// false. It picks the entries in one
-// pass over the names, then builds the statuses of one chunk at a time
-// (a chunk under the lock, page without it), so that a List of 100,000
-// holds one chunk of statuses at any moment and never makes a writer
-// wait for more than a chunk; and it builds statuses only for the entries
-// it returns, so a page of 1,000 of 100,000 CIDs costs a scan of their
-// names, not 100,000 statuses. page must not keep the slice: the next
+// false. It picks the entries from the IDs kept in order (idIndex), then
+// builds the statuses of one chunk at a time (a chunk under the lock,
+// page without it), so that a List of 100,000 holds one chunk of
+// statuses at any moment and never makes a writer wait for more than a
+// chunk; and it builds statuses only for the entries it returns, so a
+// page of 1,000 of 100,000 CIDs costs about 1,000 entries' work, not a
+// scan of every name. page must not keep the slice: the next
 // chunk reuses it. A CID unmanaged while its chunk waits is listed as it
 // last was.
 func (s *Service) ListPages(q ListQuery, chunk int, page func(chunk []Status, total int) bool) {
@@ -60,11 +60,7 @@ func (s *Service) ListPages(q ListQuery, chunk int, page func(chunk []Status, to
 	} else {
 		sel.heap = make([]pageItem, 0, q.Limit)
 	}
-	for c, e := range s.cids {
-		if id := string(c); id > q.After && strings.HasPrefix(id, q.Prefix) {
-			sel.offer(pageItem{id: id, cid: e, unmanaged: -1})
-		}
-	}
+	s.ids.page(s.cids, q.After, q.Prefix, &sel)
 	unmanaged := s.unmanagedLocked(q.Prefix, q.Host)
 	for i, st := range unmanaged {
 		if st.ID > q.After {

@@ -94,3 +94,42 @@ func TestListPageAfterPrefixAndInfo(t *testing.T) {
 		t.Errorf("after b15 (no such CID): %q; want b2, b3, c1", ids)
 	}
 }
+
+// TestListPageSeesChangesBetweenPages: a CID managed after the page that
+// would have held it is not listed, one managed ahead of the client is,
+// and one unmanaged ahead is not, as the pages follow the sorted IDs the
+// service keeps between calls.
+func TestListPageSeesChangesBetweenPages(t *testing.T) {
+	// Arrange
+	ts := newTestService(t)
+	for _, c := range []CID{"a1", "a3", "a5", "a7", "a9"} {
+		ts.manage(c, specFor(t, nfsA))
+	}
+	first := ts.svc.ListPage(ListQuery{Limit: 2, NoInfo: true})
+
+	// Act
+	ts.manage("a2", specFor(t, nfsA))
+	ts.manage("a8", specFor(t, nfsA))
+	if err := ts.svc.Unmanage("a5"); err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, st := range first {
+		ids = append(ids, st.ID)
+	}
+	for q := (ListQuery{Limit: 2, After: ids[len(ids)-1], NoInfo: true}); ; {
+		page := ts.svc.ListPage(q)
+		for _, st := range page {
+			ids = append(ids, st.ID)
+		}
+		if len(page) < q.Limit {
+			break
+		}
+		q.After = page[len(page)-1].ID
+	}
+
+	// Assert
+	if want := []string{"a1", "a3", "a7", "a8", "a9"}; !slices.Equal(ids, want) {
+		t.Errorf("pages: %q; want %q", ids, want)
+	}
+}

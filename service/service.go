@@ -118,6 +118,7 @@ type Service struct {
 
 	mu      sync.RWMutex // guards all following fields
 	cids    map[CID]*cidEntry
+	ids     idIndex // cids' IDs in order, for List's pages
 	targets map[TargetKey]*target
 	// hostPaths is the last path reported for each host targets live on,
 	// for targets that come later.
@@ -127,6 +128,7 @@ type Service struct {
 	holds   holds
 	subs    map[*Subscription]struct{}
 	running bool // Run has started the runners
+	runq    runQueue
 	// recheckTimer reads the bad state files again (holds.go).
 	recheckTimer Timer
 	// probeSlots bounds the probes in flight (health.go); reach is the
@@ -266,6 +268,7 @@ func (s *Service) Run(ctx context.Context) error {
 	if s.reachTimer != nil {
 		s.reachTimer.Stop()
 	}
+	s.runq.stopStall()
 	s.mu.Unlock()
 	s.wg.Wait()
 	return nil
@@ -387,6 +390,7 @@ func (s *Service) UnmanagePrefix(prefix string) ([]CID, error) {
 func (s *Service) forgetLocked(c CID) {
 	e := s.cids[c]
 	delete(s.cids, c)
+	s.ids.remove(string(c))
 	t := e.target
 	delete(t.cids, c)
 	if len(t.cids) > 0 && t.spec.Equal(e.spec) {

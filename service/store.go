@@ -316,65 +316,15 @@ func (st *Store) Load() (Loaded, error) {
 		return s, fmt.Errorf("read %s: %w", jpath, err)
 	}
 
-	err := st.eachFile("cids", &s, func(path string, data []byte) error {
-		c, err := st.decodeCID(path, data)
-		if err == nil {
-			s.CIDs = append(s.CIDs, c)
-		}
-		return err
-	})
+	var err error
+	s.CIDs, err = eachFile(filepath.Join(st.dir, "cids"), &s, st.decodeCID)
 	if err != nil {
 		return s, err
 	}
-	err = st.eachFile("targets", &s, func(path string, data []byte) error {
-		t, err := st.decodeTarget(path, data)
-		if err == nil {
-			s.Targets = append(s.Targets, t)
-		}
-		return err
-	})
+	s.Targets, err = eachFile(filepath.Join(st.dir, "targets"), &s, st.decodeTarget)
 	st.nameBad(&s)
 	sort.Slice(s.CIDs, func(i, j int) bool { return s.CIDs[i].CID < s.CIDs[j].CID })
 	return s, err
-}
-
-// eachFile calls fn for every *.toml file in sub, collecting failures in
-// s.Bad, and removes leftover temporary files.
-func (st *Store) eachFile(sub string, s *Loaded, fn func(path string, data []byte) error) error {
-	dir := filepath.Join(st.dir, sub)
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return fmt.Errorf("read %s: %w", dir, err)
-	}
-	for _, e := range entries {
-		name := e.Name()
-		path := filepath.Join(dir, name)
-		if strings.HasPrefix(name, ".tmp-") {
-			_ = os.Remove(path) // an unacknowledged write cut short
-			continue
-		}
-		if !e.Type().IsRegular() || !strings.HasSuffix(name, ".toml") {
-			s.Bad = append(s.Bad, BadFile{Path: path, Err: errors.New("not a state file")})
-			continue
-		}
-		// Secrets may be inside: make it private before reading it. Its
-		// content may still be sound: it is loaded either way.
-		if info, err := e.Info(); err == nil {
-			changes, err := makePrivate(path, info, privateFileMode)
-			s.Tightened = append(s.Tightened, changes...)
-			if err != nil {
-				s.Loose = append(s.Loose, err.Error())
-			}
-		}
-		data, err := os.ReadFile(path)
-		if err == nil {
-			err = fn(path, data)
-		}
-		if err != nil {
-			s.Bad = append(s.Bad, BadFile{Path: path, Err: err})
-		}
-	}
-	return nil
 }
 
 func decodeStrict(data []byte, v any) error {

@@ -100,3 +100,20 @@ func FuzzLoad(f *testing.F) {
 		}
 	})
 }
+
+// FuzzQuickCIDFile: what the decoder's shortcut accepts, the decoder
+// accepts too, with the same content.
+func FuzzQuickCIDFile(f *testing.F) {
+	f.Add([]byte("version = 1\ncid = 'c1'\nuri = '" + nfsA + "'\n"))
+	f.Add([]byte("version = 1\ncid = 'c1'\nuri = ''\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		got, ok := quickCIDFile(data)
+		if !ok {
+			return
+		}
+		var want cidFile
+		if err := decodeStrict(data, &want); err != nil || got != want {
+			t.Errorf("quickCIDFile(%q) = %+v; the decoder gives %+v, %v", data, got, want, err)
+		}
+	})
+}

@@ -15,9 +15,11 @@ import (
 // decodeCID reads one CID file, strictly: a key this daemon does not know
 // makes the whole file unusable (it may be what a later version needs).
 func (st *Store) decodeCID(path string, data []byte) (LoadedCID, error) {
-	var f cidFile
-	if err := decodeStrict(data, &f); err != nil {
-		return LoadedCID{}, err
+	f, ok := quickCIDFile(data)
+	if !ok {
+		if err := decodeStrict(data, &f); err != nil {
+			return LoadedCID{}, err
+		}
 	}
 	if f.Version != stateVersion {
 		return LoadedCID{}, fmt.Errorf("unsupported version %d", f.Version)
@@ -40,6 +42,46 @@ func (st *Store) decodeCID(path string, data []byte) (LoadedCID, error) {
 			UsernameIn: f.CHAP.UsernameIn, PasswordIn: f.CHAP.PasswordIn}
 	}
 	return LoadedCID{CID: CID(f.CID), Spec: spec}, nil
+}
+
+// quickCIDFile reads a CID file without credentials written as PutCID
+// writes it, byte for byte, without the TOML decoder (a third of a
+// 100,000-CID start's decoding). Any other form, ok false, is for the
+// decoder: this never accepts what it would refuse.
+func quickCIDFile(data []byte) (f cidFile, ok bool) {
+	rest, ok := bytes.CutPrefix(data, []byte("version = 1\ncid = '"))
+	if !ok {
+		return f, false
+	}
+	cid, rest, ok := quickLiteral(rest)
+	if !ok {
+		return f, false
+	}
+	if rest, ok = bytes.CutPrefix(rest, []byte("uri = '")); !ok {
+		return f, false
+	}
+	uri, rest, ok := quickLiteral(rest)
+	if !ok || len(rest) != 0 {
+		return f, false
+	}
+	return cidFile{Version: 1, CID: cid, URI: uri}, true
+}
+
+// quickLiteral reads a TOML literal string's content up to its closing
+// quote and the line's end, when it is plain printable ASCII.
+func quickLiteral(data []byte) (string, []byte, bool) {
+	for i, c := range data {
+		switch {
+		case c == '\'':
+			if i+1 < len(data) && data[i+1] == '\n' {
+				return string(data[:i]), data[i+2:], true
+			}
+			return "", nil, false
+		case c < 0x20 || c >= 0x7f:
+			return "", nil, false
+		}
+	}
+	return "", nil, false
 }
 
 // decodeTarget reads one target record, strictly.
