@@ -61,9 +61,17 @@ func (s *Service) reachRound() {
 		spec Spec
 		seq  uint64
 	}
-	var checks []check
-	s.mu.Lock()
+	// The walk over every target takes the read lock only: at 20,000
+	// targets it must not hold Manage and the passes up four times a
+	// second.
+	type waiting struct {
+		key  reachKey
+		r    Reacher
+		spec Spec
+	}
+	var found []waiting
 	seen := make(map[reachKey]bool)
+	s.mu.RLock()
 	for _, t := range s.targets {
 		if t.actual.usable || len(t.cids) == 0 || (t.pathKnown && !t.path.Usable) {
 			continue
@@ -73,19 +81,24 @@ func (s *Service) reachRound() {
 			continue
 		}
 		k := reachKey{t.spec.Kind, r.Server(t.spec)}
-		if seen[k] {
-			continue
+		if !seen[k] {
+			seen[k] = true
+			found = append(found, waiting{k, r, t.spec})
 		}
-		seen[k] = true
-		st := s.reach[k]
+	}
+	s.mu.RUnlock()
+	var checks []check
+	s.mu.Lock()
+	for _, w := range found {
+		st := s.reach[w.key]
 		if st == nil {
 			st = &reachState{}
-			s.reach[k] = st
+			s.reach[w.key] = st
 		}
 		if st.asking < reachInFlight {
 			st.asking++
 			st.asked++
-			checks = append(checks, check{k, r, t.spec, st.asked})
+			checks = append(checks, check{w.key, w.r, w.spec, st.asked})
 		}
 	}
 	for k, st := range s.reach {
