@@ -158,17 +158,35 @@ func TestReadsEveryIntervalAndOnEvents(t *testing.T) {
 	eventually(t, "a read on an event", func() bool { n, _ := pb.counts(spec.Target); return n == first+2 })
 }
 
-// A target that is down waits for its backoff; when its server, silent
-// until now, answers the reachability check, it is tried at once.
-func TestServerAnsweringAgainEndsTheBackoff(t *testing.T) {
+// downOnServer manages a target whose first attempt fails, with a
+// backoff no test outlives, and whose server answers checks with
+// answers; it returns once the attempt has failed.
+func downOnServer(t *testing.T, answers error) (*testService, *probingBackend, *fakeClock, Spec) {
+	t.Helper()
 	var pb *probingBackend
 	clock := newFakeClock()
-	ts := newTestService(t, withProbing(&pb), withClock(clock), withBackoff(time.Hour, time.Hour))
+	ts := newTestService(t, withProbing(&pb), withClock(clock), withBackoff(1000*time.Hour, 1000*time.Hour))
 	spec := specFor(t, "nfs://10.0.0.1/back")
-	pb.answers = errors.New("connection refused")
+	pb.answers = answers
 	ts.be.fail(spec.Target, opConnect, NewConnError("ServerUnreachable", "refused"))
 	ts.manage("vm1", spec)
 	eventually(t, "the first attempt failed", func() bool { return ts.status("vm1").Attempts == 1 })
+	return ts, pb, clock, spec
+}
+
+// reconnects waits for vm1 to connect while checks run.
+func reconnects(t *testing.T, ts *testService, clock *fakeClock, what string) {
+	t.Helper()
+	eventually(t, what, func() bool {
+		clock.advance(reachEvery)
+		return ts.status("vm1").Connected
+	})
+}
+
+// A target that is down waits for its backoff; when its server, silent
+// until now, answers the reachability check, it is tried at once.
+func TestServerAnsweringAgainEndsTheBackoff(t *testing.T) {
+	ts, pb, clock, spec := downOnServer(t, errors.New("connection refused"))
 	clock.advance(reachEvery) // silent: a check that fails
 	eventually(t, "the server was asked", func() bool { pb.pmu.Lock(); defer pb.pmu.Unlock(); return pb.nreach >= 1 })
 	ts.waitIdle(spec.Target)
@@ -176,43 +194,24 @@ func TestServerAnsweringAgainEndsTheBackoff(t *testing.T) {
 	pb.pmu.Lock()
 	pb.answers = nil
 	pb.pmu.Unlock()
-	eventually(t, "reconnected once the server answers, an hour before the backoff ends", func() bool {
-		clock.advance(reachEvery)
-		return ts.status("vm1").Connected
-	})
+	reconnects(t, ts, clock, "reconnected once the server answers, long before the backoff ends")
 }
 
 // A target that went down while its path was down (no check is made
 // then) is tried at once when the path is back and its server answers the
 // first check, whatever its backoff.
 func TestServerAnsweringTheFirstCheckEndsTheBackoff(t *testing.T) {
-	var pb *probingBackend
-	clock := newFakeClock()
-	ts := newTestService(t, withProbing(&pb), withClock(clock), withBackoff(1000*time.Hour, 1000*time.Hour))
-	spec := specFor(t, "nfs://10.0.0.1/back")
-	ts.be.fail(spec.Target, opConnect, NewConnError("ServerNotResponding", "no answer"))
-	ts.manage("vm1", spec)
-	eventually(t, "the first attempt failed", func() bool { return ts.status("vm1").Attempts == 1 })
+	ts, _, clock, spec := downOnServer(t, nil)
 	ts.waitIdle(spec.Target)
 	ts.be.fail(spec.Target, opConnect, nil)
-	eventually(t, "reconnected once the server answers its first check", func() bool {
-		clock.advance(reachEvery)
-		return ts.status("vm1").Connected
-	})
+	reconnects(t, ts, clock, "reconnected once the server answers its first check")
 }
 
 // A check sent while the server was silent may wait long for its answer:
 // it does not hold up the next one, and the server back is connected
 // without waiting for it; its late failure changes nothing.
 func TestSilentCheckDoesNotHoldUpTheNext(t *testing.T) {
-	var pb *probingBackend
-	clock := newFakeClock()
-	ts := newTestService(t, withProbing(&pb), withClock(clock), withBackoff(1000*time.Hour, 1000*time.Hour))
-	spec := specFor(t, "nfs://10.0.0.1/back")
-	pb.answers = errors.New("connection refused")
-	ts.be.fail(spec.Target, opConnect, NewConnError("ServerUnreachable", "refused"))
-	ts.manage("vm1", spec)
-	eventually(t, "the first attempt failed", func() bool { return ts.status("vm1").Attempts == 1 })
+	ts, pb, clock, spec := downOnServer(t, errors.New("connection refused"))
 	clock.advance(reachEvery) // silent: a check that fails
 	eventually(t, "the server was asked", func() bool { pb.pmu.Lock(); defer pb.pmu.Unlock(); return pb.nreach >= 1 })
 	stuck := make(chan struct{})
@@ -232,10 +231,7 @@ func TestSilentCheckDoesNotHoldUpTheNext(t *testing.T) {
 	pb.pmu.Lock()
 	pb.answers = nil
 	pb.pmu.Unlock()
-	eventually(t, "reconnected while the silent check still waits", func() bool {
-		clock.advance(reachEvery)
-		return ts.status("vm1").Connected
-	})
+	reconnects(t, ts, clock, "reconnected while the silent check still waits")
 	close(stuck)
 	clock.advance(reachEvery)
 	ts.waitIdle(spec.Target)
