@@ -64,7 +64,7 @@ type Result struct {
 
 // parse reads the helper's one-line answer: "ok <µs>" or
 // "err <errno> <message>".
-func parse(out string, waitErr error, took time.Duration) Result {
+func parse(out string, took time.Duration) Result {
 	line := strings.TrimSpace(out)
 	if first, _, ok := strings.Cut(line, "\n"); ok {
 		line = first
@@ -73,7 +73,7 @@ func parse(out string, waitErr error, took time.Duration) Result {
 	switch word {
 	case "ok":
 		us, err := strconv.ParseInt(rest, 10, 64)
-		if err == nil && waitErr == nil {
+		if err == nil {
 			return Result{Outcome: OK, Delay: time.Duration(us) * time.Microsecond}
 		}
 	case "err":
@@ -85,11 +85,7 @@ func parse(out string, waitErr error, took time.Duration) Result {
 		}
 		return res
 	}
-	msg := fmt.Sprintf("probe helper said %q", line)
-	if waitErr != nil {
-		msg = fmt.Sprintf("probe helper: %v (output %q)", waitErr, line)
-	}
-	return Result{Outcome: Failed, Delay: took, Message: msg}
+	return Result{Outcome: Failed, Delay: took, Message: fmt.Sprintf("probe helper said %q", line)}
 }
 
 // ForService names r for the service: nil Err when the read worked;

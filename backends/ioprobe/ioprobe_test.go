@@ -92,7 +92,7 @@ func TestParse(t *testing.T) {
 		{"panic: something\n", Failed, `probe helper said "panic: something"`},
 		{"", Failed, `probe helper said ""`},
 	} {
-		res := parse(c.out, nil, time.Millisecond)
+		res := parse(c.out, time.Millisecond)
 		if res.Outcome != c.want || res.Message != c.msg {
 			t.Errorf("parse(%q) = %+v, want outcome %d message %q", c.out, res, c.want, c.msg)
 		}

@@ -112,7 +112,7 @@ func (r *Runner) Probe(ctx context.Context, key string, mode Mode, paths ...stri
 		}
 		if ok && (strings.HasPrefix(line, "ok ") || strings.HasPrefix(line, "err ")) {
 			r.put(w)
-			return parse(line, nil, time.Since(start))
+			return parse(line, time.Since(start))
 		}
 		// The helper is gone or talks nonsense: never reuse it. One kept
 		// from before may have been killed meanwhile; try a new one.

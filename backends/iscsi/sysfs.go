@@ -153,10 +153,15 @@ func readSessions(sysRoot string) ([]session, error) {
 	return out, nil
 }
 
+// sessionDir is session id's directory in sysfs.
+func sessionDir(sysRoot string, id uint32) string {
+	return filepath.Join(sysRoot, "class", "iscsi_session", "session"+strconv.FormatUint(uint64(id), 10))
+}
+
 // readSession reads session id from sysfs.
 func readSession(sysRoot string, id uint32) (session, error) {
-	name := "session" + strconv.FormatUint(uint64(id), 10)
-	dir := filepath.Join(sysRoot, "class", "iscsi_session", name)
+	dir := sessionDir(sysRoot, id)
+	name := filepath.Base(dir)
 	s := session{ID: id}
 	var err error
 	if s.Target, err = readAttr(dir, "targetname"); err != nil {

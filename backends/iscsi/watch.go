@@ -8,9 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -111,8 +109,7 @@ func notLoggedIn(snap map[uint32]watched) []uint32 {
 // went) since snap.
 func (b *Backend) statesChanged(snap map[uint32]watched, ids []uint32) bool {
 	for _, id := range ids {
-		dir := filepath.Join(b.sysRoot(), "class", "iscsi_session", "session"+strconv.FormatUint(uint64(id), 10))
-		if st, err := readAttr(dir, "state"); err != nil || st != snap[id].s.State {
+		if st, err := readAttr(sessionDir(b.sysRoot(), id), "state"); err != nil || st != snap[id].s.State {
 			return true
 		}
 	}
