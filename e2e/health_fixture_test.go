@@ -319,6 +319,17 @@ func (w *propWatch) waitSignal(since time.Time, d time.Duration, name string, wa
 
 func is(v any) func(any) bool { return func(x any) bool { return x == v } }
 
+// healthScenario starts a health scenario: the exports, the [health]
+// settings in content, and none of the health CIDs managed.
+func healthScenario(t *testing.T, content string) *godbus.Conn {
+	t.Helper()
+	healthExports(t)
+	c := systemBus(t)
+	useHealthConfig(t, c, content)
+	unmanageHealth(t, c)
+	return c
+}
+
 // useHealthConfig writes storkeepd's configuration and reloads it (a
 // reload applies [health]); the file in place before comes back, and is
 // reloaded, when the test ends. A refused reload is an error of the test,

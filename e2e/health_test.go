@@ -229,10 +229,7 @@ func checkProbeProperties(t *testing.T, c *godbus.Conn, cid string) {
 // Stale within 10 s, and with no client call the export is readable (and
 // Connected) again within 20 s: detached lazily, mounted anew.
 func TestHealthStaleExport(t *testing.T) {
-	healthExports(t)
-	c := systemBus(t)
-	useHealthConfig(t, c, healthConfig)
-	unmanageHealth(t, c)
+	c := healthScenario(t, healthConfig)
 	cid := healthPrefix + "stale"
 	path := manageNFS(t, c, "nfs://"+nfsSrvIP+"/hs/"+staleDir+"?vers=4.2", cid, staleFile)
 	where := filepath.Dir(path)
@@ -289,10 +286,7 @@ func TestHealthStaleExport(t *testing.T) {
 // after the NULL probe's own socket does).
 func TestHealthHungServer(t *testing.T) {
 	t.Run("nfs", func(t *testing.T) {
-		healthExports(t)
-		c := systemBus(t)
-		useHealthConfig(t, c, healthConfig)
-		unmanageHealth(t, c)
+		c := healthScenario(t, healthConfig)
 		cid, cid2 := healthPrefix+"hung", healthPrefix+"hung-new"
 		path := manageNFS(t, c, "nfs://"+nfsSrvIP+"/a?vers=4.2", cid, "hello")
 		w := watchProps(t, cid)
@@ -425,10 +419,7 @@ func (b *busWatch) check(t *testing.T) {
 // TestHealthHandUnmount: an admin unmounts the managed mount point; it is
 // reported within 1 s and mounted again.
 func TestHealthHandUnmount(t *testing.T) {
-	healthExports(t)
-	c := systemBus(t)
-	useHealthConfig(t, c, healthConfig)
-	unmanageHealth(t, c)
+	c := healthScenario(t, healthConfig)
 	cid := healthPrefix + "umount"
 	path := manageNFS(t, c, "nfs://"+nfsSrvIP+"/a?vers=4.2", cid, "hello")
 	where := filepath.Dir(path)
@@ -513,10 +504,7 @@ func TestHealthLUNOffline(t *testing.T) {
 // Connected within 2 s of the server answering again.
 func TestHealthServerRestart(t *testing.T) {
 	t.Run("nfs", func(t *testing.T) {
-		healthExports(t)
-		c := systemBus(t)
-		useHealthConfig(t, c, healthConfig)
-		unmanageHealth(t, c)
+		c := healthScenario(t, healthConfig)
 		cid := healthPrefix + "restart"
 		path := manageNFS(t, c, "nfs://"+nfsSrvIP+"/a?vers=4.2", cid, "hello")
 		w := watchProps(t, cid)
@@ -582,10 +570,7 @@ func TestHealthServerRestart(t *testing.T) {
 // mount point, not even root: it would land on the local disk. Mounted,
 // the export takes files as before.
 func TestHealthMountPointGuard(t *testing.T) {
-	healthExports(t)
-	c := systemBus(t)
-	useHealthConfig(t, c, healthConfig)
-	unmanageHealth(t, c)
+	c := healthScenario(t, healthConfig)
 	cid := healthPrefix + "guard"
 	path := manageNFS(t, c, "nfs://"+nfsSrvIP+"/b?vers=4.2", cid, bFile)
 	where := filepath.Dir(path)

@@ -117,10 +117,7 @@ func (l probeLog) maxGap(cids []string) (time.Duration, string, []time.Duration)
 // measurement, with a process started per read: 141 then 61 per 25 s
 // window; with kept helpers: 199 then 190).
 func TestHealthManyTargetsOneServerHung(t *testing.T) {
-	healthExports(t)
-	c := systemBus(t)
-	useHealthConfig(t, c, manyConfig)
-	unmanageHealth(t, c)
+	c := healthScenario(t, manyConfig)
 	must(t, "bash", "-c", fmt.Sprintf(`set -e
 mkdir -p %[1]s/h{01..%02[2]d}
 for d in %[1]s/h[0-9]*; do echo healthy >"$d/probe"; done
